@@ -1,0 +1,30 @@
+//! gateway-api: the single entry point of the ticket-booking platform.
+//!
+//! Map of the crate (the life of a request is told in `router.rs`):
+//! - `app`: binds the listener, serves, shuts down gracefully.
+//! - `config`: typed, validated environment (SPEC §8).
+//! - `error`: `ApiError`, the one JSON error shape (SPEC §4).
+//! - `state`: `AppState`, built once and shared.
+//! - `router`: every route and layer, in request order.
+//! - `middleware`: request context, client address, and the policy layers.
+//! - `routes`: thin handlers.
+//! - `upstream`: pooled clients for the reservation and payment APIs, header rules.
+//! - `store`: Redis / in-memory state shared by replicas.
+//! - `telemetry`: logs, metrics, traces.
+//! - `mock_upstream`: fake reservation and payment APIs that record what they receive.
+//! - `demo`: `--demo`, the whole stack in one process.
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod middleware;
+pub mod mock_upstream;
+pub mod router;
+pub mod routes;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod upstream;
+
+pub use app::App;
+pub use config::Config;

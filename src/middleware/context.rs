@@ -1,0 +1,243 @@
+//! The request context: the first thing every request meets and the last thing every response
+//! leaves (SPEC §3, §4).
+//!
+//! It decides the request id (the client's when well formed, else a UUID) and the trace id (the
+//! incoming W3C `traceparent`'s, else a fresh one), resolves the client address, puts a
+//! [`RequestContext`] in the request extensions and in a task-local so that
+//! `ApiError::into_response` can print the trace id, and stamps `X-Request-ID`, `X-Trace-Id` and
+//! the security headers on every response. Not for policy: auth, limits and idempotency are
+//! route layers of their own.
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+
+use crate::error::ApiError;
+use crate::middleware::client_ip;
+use crate::state::AppState;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
+pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// SPEC §4: a request target over 8 KiB is refused with 414.
+pub const MAX_URI_LEN: usize = 8 * 1024;
+
+/// Per-request facts shared with every later layer and handler.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub request_id: HeaderValue,
+    pub trace_id: TraceId,
+    /// The client as SPEC §7 defines it (peer, or right-most untrusted `X-Forwarded-For` hop).
+    pub client_ip: IpAddr,
+    /// The socket peer, for `X-Forwarded-For`.
+    pub peer_ip: IpAddr,
+    /// The route template (`/api/v1/reservations/{id}`) or `unmatched`.
+    pub route: Arc<str>,
+}
+
+/// A W3C trace id (16 bytes, never all zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceId(pub [u8; 16]);
+
+impl TraceId {
+    pub fn random() -> Self {
+        loop {
+            let bytes: [u8; 16] = rand::random();
+            if bytes != [0; 16] {
+                return TraceId(bytes);
+            }
+        }
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+tokio::task_local! {
+    static CURRENT_TRACE_ID: TraceId;
+}
+
+/// The trace id of the request being served on this task, or a fresh one outside any request
+/// (an error body always carries some id).
+pub fn current_trace_id() -> String {
+    CURRENT_TRACE_ID
+        .try_with(|t| t.to_hex())
+        .unwrap_or_else(|_| TraceId::random().to_hex())
+}
+
+/// Parses `traceparent` (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`); returns the
+/// trace id when the header is well formed and the ids are not all zero.
+pub fn parse_traceparent(value: &HeaderValue) -> Option<TraceId> {
+    let s = value.to_str().ok()?;
+    let mut parts = s.split('-');
+    let version = parts.next()?;
+    let trace = parts.next()?;
+    let span = parts.next()?;
+    let flags = parts.next()?;
+    if version.len() != 2
+        || version == "ff"
+        || trace.len() != 32
+        || span.len() != 16
+        || flags.len() != 2
+    {
+        return None;
+    }
+    if version == "00" && parts.next().is_some() {
+        return None;
+    }
+    let is_lower_hex = |p: &str| {
+        p.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    if ![version, trace, span, flags]
+        .iter()
+        .all(|p| is_lower_hex(p))
+        || span.bytes().all(|b| b == b'0')
+    {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    hex::decode_to_slice(trace, &mut id).ok()?;
+    (id != [0; 16]).then_some(TraceId(id))
+}
+
+/// The client's `X-Request-ID` when it is 1–128 characters of `[A-Za-z0-9._-]` (SPEC §3).
+pub fn valid_request_id(headers: &HeaderMap) -> Option<HeaderValue> {
+    let v = headers.get(&X_REQUEST_ID)?;
+    let b = v.as_bytes();
+    let ok = (1..=128).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+    ok.then(|| v.clone())
+}
+
+fn new_request_id() -> HeaderValue {
+    let mut buf = uuid::Uuid::encode_buffer();
+    let s = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// The security headers of SPEC §3, on every response.
+const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+];
+
+/// The outermost middleware (see the module docs).
+pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let client_ip = client_ip::resolve(peer, req.headers(), &state.config.trusted_proxies);
+    let request_id = valid_request_id(req.headers()).unwrap_or_else(new_request_id);
+    let trace_id = req
+        .headers()
+        .get(&TRACEPARENT)
+        .and_then(parse_traceparent)
+        .unwrap_or_else(TraceId::random);
+    let route: Arc<str> = match req.extensions().get::<MatchedPath>() {
+        Some(p) => Arc::from(p.as_str()),
+        None => Arc::from("unmatched"),
+    };
+    let ctx = RequestContext {
+        request_id: request_id.clone(),
+        trace_id,
+        client_ip,
+        peer_ip: peer,
+        route,
+    };
+    req.extensions_mut().insert(ctx);
+
+    let mut res = CURRENT_TRACE_ID
+        .scope(trace_id, async move {
+            if uri_len(req.uri()) > MAX_URI_LEN {
+                return ApiError::UriTooLong.into_response();
+            }
+            next.run(req).await
+        })
+        .await;
+
+    let headers = res.headers_mut();
+    headers.insert(X_REQUEST_ID.clone(), request_id);
+    if let Ok(v) = HeaderValue::from_str(&trace_id.to_hex()) {
+        headers.insert(X_TRACE_ID.clone(), v);
+    }
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    res
+}
+
+fn uri_len(uri: &http::Uri) -> usize {
+    uri.path_and_query().map_or(0, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+}
+
+/// Runs `fut` with `trace_id` as the current trace id (for code that builds error responses
+/// outside the router, such as the listener's own refusals and tests).
+pub async fn with_trace_id<F: std::future::Future>(trace_id: TraceId, fut: F) -> F::Output {
+    CURRENT_TRACE_ID.scope(trace_id, fut).await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn traceparent_is_parsed_strictly() {
+        let ok =
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(
+            parse_traceparent(&ok).unwrap().to_hex(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e47-00f067aa0ba902b7-01",
+            "garbage",
+        ] {
+            assert!(
+                parse_traceparent(&HeaderValue::from_static(bad)).is_none(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn request_ids_are_checked() {
+        let mut h = HeaderMap::new();
+        h.insert(&X_REQUEST_ID, HeaderValue::from_static("abc.DEF_123-x"));
+        assert!(valid_request_id(&h).is_some());
+        h.insert(&X_REQUEST_ID, HeaderValue::from_static("has space"));
+        assert!(valid_request_id(&h).is_none());
+        h.insert(
+            &X_REQUEST_ID,
+            HeaderValue::from_str(&"a".repeat(129)).unwrap(),
+        );
+        assert!(valid_request_id(&h).is_none());
+        assert_eq!(new_request_id().len(), 36);
+    }
+
+    #[tokio::test]
+    async fn current_trace_id_follows_the_scope() {
+        let t = TraceId([7; 16]);
+        let seen = with_trace_id(t, async { current_trace_id() }).await;
+        assert_eq!(seen, t.to_hex());
+    }
+}

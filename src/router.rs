@@ -1,0 +1,127 @@
+//! Every route and layer, in request order.
+//!
+//! The life of a request:
+//! 1. The listener (`app.rs`) enforces head size, header count and the slow-header timeout.
+//! 2. `context` gives it a request id and a trace id, resolves the client address, and on the way
+//!    out stamps `X-Request-ID`, `X-Trace-Id` and the security headers. A panic below it becomes a
+//!    JSON 500. CORS preflights are answered here, before any policy.
+//! 3. Routing: unknown path → 404, wrong method → 405 (both JSON). Health, readiness, version and
+//!    metrics are answered without any policy.
+//! 4. `/api` route layers, cheapest refusal first: overload shedding and the per-client rate limit
+//!    (issue #4), then authentication (issue #3), then idempotency on writes (issue #5).
+//! 5. The handler validates ids, maps the path and forwards (`routes.rs`, `upstream.rs`).
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderName, HeaderValue, Method};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::middleware::context;
+use crate::routes::{health, payments, reservations};
+use crate::state::AppState;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    // Writes: each one needs an Idempotency-Key (SPEC §6; the layer comes with issue #5).
+    let writes = Router::new()
+        .route("/api/v1/reservations/create", post(reservations::create))
+        .route("/api/v1/reservations", post(reservations::create))
+        .route(
+            "/api/v1/reservations/{id}/cancel",
+            post(reservations::cancel),
+        )
+        .route(
+            "/api/v1/reservations/{id}/confirm",
+            post(reservations::confirm),
+        )
+        .route("/api/v1/payment/intent", post(payments::create_intent));
+
+    let reads = Router::new()
+        .route("/api/v1/reservations/{id}", get(reservations::get))
+        .route("/api/v1/payment/intent/{id}", get(payments::get_intent));
+
+    // Protected routes need a verified bearer token (SPEC §2; the layer comes with issue #3).
+    let api = reads.merge(writes);
+
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/version", get(health::version))
+        .route("/metrics", get(health::metrics))
+        .merge(api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(
+            ServiceBuilder::new()
+                // Request id, trace id, client address, security headers: every response has them.
+                .layer(from_fn_with_state(state.clone(), context::layer))
+                // A bug becomes a JSON 500, never a dropped connection.
+                .layer(CatchPanicLayer::custom(panic_response))
+                // Preflights are answered before any policy runs.
+                .option_layer(cors(&state.config)),
+        )
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    ApiError::Internal.into_response()
+}
+
+fn cors(config: &Config) -> Option<CorsLayer> {
+    if config.cors_allowed_origins.is_empty() {
+        return None;
+    }
+    let origin = if config.cors_allowed_origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            config
+                .cors_allowed_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
+    };
+    let allow_headers = [
+        "authorization",
+        "content-type",
+        "idempotency-key",
+        "x-request-id",
+        "x-reservation-token",
+        "traceparent",
+        "tracestate",
+    ];
+    let expose_headers = [
+        "x-request-id",
+        "x-trace-id",
+        "retry-after",
+        "ratelimit",
+        "ratelimit-policy",
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+        "idempotent-replayed",
+    ];
+    Some(
+        CorsLayer::new()
+            .allow_origin(origin)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers(allow_headers.map(HeaderName::from_static))
+            .expose_headers(expose_headers.map(HeaderName::from_static))
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}

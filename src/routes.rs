@@ -1,0 +1,124 @@
+//! Thin handlers: validate what the gateway must, map the path, forward. The layers in
+//! `router.rs` have already done authentication, limits and idempotency.
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use bytes::Bytes;
+use http::Method;
+
+use crate::error::ApiError;
+use crate::middleware::auth::Caller;
+use crate::middleware::context::RequestContext;
+use crate::state::AppState;
+use crate::upstream::forward::{TraceHeaders, upstream_headers};
+use crate::upstream::{Outbound, Upstream};
+
+pub mod health;
+pub mod payments;
+pub mod reservations;
+
+/// `{id}` and `event_id`: `[A-Za-z0-9_-]{1,128}` (SPEC §2). Checked before any upstream is
+/// touched, so `..`, encoded slashes and spaces never reach one.
+pub fn valid_id(id: &str) -> Result<&str, ApiError> {
+    let ok = (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(id)
+    } else {
+        Err(ApiError::BadRequest(
+            "invalid id: expected 1-128 characters of A-Z a-z 0-9 _ -",
+        ))
+    }
+}
+
+/// Reads the whole request body, refusing more than `max` bytes with 413.
+pub async fn read_body(body: Body, max: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, max).await.map_err(|e| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(err) = source {
+            if err.is::<http_body_util::LengthLimitError>() {
+                return ApiError::PayloadTooLarge;
+            }
+            source = err.source();
+        }
+        ApiError::BadRequest("could not read the request body")
+    })
+}
+
+/// Forwards `req` to `upstream` at `path` (query string kept), body unchanged.
+pub async fn proxy(
+    state: &AppState,
+    upstream: &Upstream,
+    method: Method,
+    path: &str,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let body = read_body(body, state.config.max_body_size).await?;
+    proxy_parts(state, upstream, method, path, &parts, body).await
+}
+
+/// As [`proxy`], for a handler that already read the body.
+pub async fn proxy_parts(
+    state: &AppState,
+    upstream: &Upstream,
+    method: Method,
+    path: &str,
+    parts: &http::request::Parts,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let ctx = parts
+        .extensions
+        .get::<RequestContext>()
+        .ok_or(ApiError::Internal)?;
+    let caller = parts.extensions.get::<Caller>();
+    let trace = parts
+        .extensions
+        .get::<TraceHeaders>()
+        .cloned()
+        .unwrap_or_default();
+    let trusted_peer = state
+        .config
+        .trusted_proxies
+        .iter()
+        .any(|n| n.contains(&ctx.peer_ip));
+    let headers = upstream_headers(
+        &parts.headers,
+        ctx,
+        caller.map(|c| c.user_id()),
+        &trace,
+        trusted_peer,
+    );
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    Ok(upstream
+        .send(Outbound {
+            method,
+            path_and_query,
+            headers,
+            body,
+        })
+        .await?)
+}
+
+pub type SharedState = Arc<AppState>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked_before_any_upstream() {
+        assert!(valid_id("abc-DEF_123").is_ok());
+        assert!(valid_id(&"a".repeat(128)).is_ok());
+        for bad in ["", "..", "a/b", "a%2Fb", "has space", "ü", &"a".repeat(129)] {
+            assert!(valid_id(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! `AppState`: everything a request may need, built once by `App::build` and shared as
+//! `Arc<AppState>`. Layers take their parts in their constructors; per-request facts ride in
+//! request extensions, never here.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::config::Config;
+use crate::store::Store;
+use crate::telemetry::Metrics;
+use crate::upstream::Upstream;
+
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub reservation: Upstream,
+    pub payment: Upstream,
+    /// Set when shutdown begins: `/readyz` answers 503 from then on (SPEC §9).
+    shutting_down: AtomicBool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("upstream client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl AppState {
+    pub fn new(config: Config, store: Store) -> Result<Self, StateError> {
+        let metrics = Arc::new(Metrics::new()?);
+        Ok(AppState {
+            reservation: Upstream::new(config.reservation.clone(), metrics.clone())?,
+            payment: Upstream::new(config.payment.clone(), metrics.clone())?,
+            config,
+            store,
+            metrics,
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,160 @@
+//! The Redis backend: one multiplexed, self-reconnecting connection (a `ConnectionManager`, or a
+//! cluster connection that follows MOVED/ASK and failovers), and [`RedisStore::eval`], which runs
+//! a policy's Lua script with EVALSHA (loaded once, reloaded on NOSCRIPT) under a short timeout.
+//!
+//! The connection is made in the background: until it exists every call fails fast with
+//! `StoreError::Unavailable`, so a gateway started before Redis simply is not ready yet.
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use redis::{FromRedisValue, IntoConnectionInfo, RedisError, ScriptInvocation};
+use tokio::sync::OnceCell;
+
+use super::StoreError;
+use crate::config::RedisConfig;
+
+/// Upper bound on one store call. A policy that cannot get an answer by then treats the store as
+/// down for this request (fallback or fail closed), so Redis trouble never stalls requests.
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(250);
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: Arc<OnceCell<Conn>>,
+    cluster: bool,
+}
+
+impl RedisStore {
+    pub fn new(cfg: &RedisConfig) -> Result<RedisStore, StoreError> {
+        let cell = Arc::new(OnceCell::new());
+        let store = RedisStore {
+            conn: cell.clone(),
+            cluster: cfg.cluster,
+        };
+        let cfg = cfg.clone();
+        // Validate the URLs now so a typo fails start-up, not the first request.
+        for url in &cfg.urls {
+            url.as_str()
+                .into_connection_info()
+                .map_err(|e| StoreError::Unavailable(format!("bad REDIS_ADDR: {e}")))?;
+        }
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(100);
+            loop {
+                match connect(&cfg).await {
+                    Ok(conn) => {
+                        let _ = cell.set(conn);
+                        tracing::info!(store.cluster = cfg.cluster, "connected to redis");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "redis not reachable yet");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        });
+        Ok(store)
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
+    fn conn(&self) -> Result<Conn, StoreError> {
+        self.conn
+            .get()
+            .cloned()
+            .ok_or_else(|| StoreError::Unavailable("not connected yet".to_owned()))
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let cmd = redis::cmd("PING");
+        self.query::<String>(&cmd).await.map(|_| ())
+    }
+
+    /// Runs one command (for the rare non-script call).
+    pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        let call = async {
+            match self.conn()? {
+                Conn::Single(mut c) => cmd.query_async(&mut c).await.map_err(map_err),
+                Conn::Cluster(mut c) => cmd.query_async(&mut c).await.map_err(map_err),
+            }
+        };
+        tokio::time::timeout(CALL_TIMEOUT, call)
+            .await
+            .map_err(|_| StoreError::Timeout)?
+    }
+
+    /// Runs a policy script: EVALSHA, falling back to loading it on NOSCRIPT.
+    pub async fn eval<T: FromRedisValue>(
+        &self,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let call = async {
+            match self.conn()? {
+                Conn::Single(mut c) => inv.invoke_async(&mut c).await.map_err(map_err),
+                Conn::Cluster(mut c) => inv.invoke_async(&mut c).await.map_err(map_err),
+            }
+        };
+        tokio::time::timeout(CALL_TIMEOUT, call)
+            .await
+            .map_err(|_| StoreError::Timeout)?
+    }
+}
+
+fn map_err(e: RedisError) -> StoreError {
+    if e.is_timeout() {
+        StoreError::Timeout
+    } else if e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_unrecoverable_error()
+    {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Protocol(e.to_string())
+    }
+}
+
+async fn connect(cfg: &RedisConfig) -> Result<Conn, RedisError> {
+    if cfg.cluster {
+        let mut builder =
+            redis::cluster::ClusterClientBuilder::new(cfg.urls.iter().map(String::as_str))
+                .connection_timeout(Duration::from_secs(1))
+                .response_timeout(CALL_TIMEOUT)
+                .retries(2);
+        if let Some(pw) = &cfg.password {
+            builder = builder.password(pw.expose());
+        }
+        if cfg.tls {
+            builder = builder.tls(redis::TlsMode::Secure);
+        }
+        let client = builder.build()?;
+        Ok(Conn::Cluster(client.get_async_connection().await?))
+    } else {
+        let mut info = cfg.urls[0].as_str().into_connection_info()?;
+        let mut settings = info.redis_settings().clone().set_db(cfg.db);
+        if let Some(pw) = &cfg.password {
+            settings = settings.set_password(pw.expose());
+        }
+        info = info.set_redis_settings(settings);
+        let client = redis::Client::open(info)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(CALL_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        Ok(Conn::Single(
+            ConnectionManager::new_with_config(client, config).await?,
+        ))
+    }
+}

@@ -1,0 +1,208 @@
+//! Every metric the gateway exports, in one registry (SPEC §10 labels). Built once per
+//! `AppState`, so tests can run several gateways in one process without colliding.
+//!
+//! Names carry units (`_seconds`, `_total`). `route` is always a route template or `unmatched`,
+//! never a raw path, so a scan of random URLs cannot create series.
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Buckets from 100 µs to 10 s: a sub-millisecond gateway and slow upstreams on one scale.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+pub struct Metrics {
+    pub registry: Registry,
+    // HTTP server
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub http_in_flight: IntGauge,
+    // Upstreams
+    pub upstream_requests: IntCounterVec,
+    pub upstream_duration: HistogramVec,
+    pub upstream_instance_requests: IntCounterVec,
+    pub upstream_ejections: IntCounterVec,
+    pub upstream_circuit_open: IntGaugeVec,
+    pub upstream_retries: IntCounterVec,
+    pub upstream_rejected: IntCounterVec,
+    // Policies
+    pub ratelimit_decisions: IntCounterVec,
+    pub ratelimit_fallback_active: IntGauge,
+    pub overload_shed: IntCounter,
+    pub idempotency_outcomes: IntCounterVec,
+    pub jwt_verifications: IntCounterVec,
+    pub jwks_fetches: IntCounterVec,
+    pub jwt_cache_hits: IntCounter,
+    pub queue_joins: IntCounterVec,
+    pub queue_admissions: IntCounterVec,
+    pub queue_expirations: IntCounterVec,
+    pub queue_waiting: IntGaugeVec,
+    pub store_errors: IntCounterVec,
+    pub store_duration: HistogramVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let gauge =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntGaugeVec, prometheus::Error> {
+                let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(g.clone()))?;
+                Ok(g)
+            };
+        let histogram =
+            |name: &str, help: &str, labels: &[&str]| -> Result<HistogramVec, prometheus::Error> {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                    labels,
+                )?;
+                registry.register(Box::new(h.clone()))?;
+                Ok(h)
+            };
+        let single_counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let single_gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let m = Metrics {
+            http_requests: counter(
+                "http_server_requests_total",
+                "HTTP requests served, by method, route template and status.",
+                &["method", "route", "status"],
+            )?,
+            http_duration: histogram(
+                "http_server_request_duration_seconds",
+                "Time from request head to response head, by method, route template and status.",
+                &["method", "route", "status"],
+            )?,
+            http_in_flight: single_gauge(
+                "http_server_requests_in_flight",
+                "Requests being served now.",
+            )?,
+            upstream_requests: counter(
+                "upstream_requests_total",
+                "Requests sent to upstreams, by upstream and status (or error kind).",
+                &["upstream", "status"],
+            )?,
+            upstream_duration: histogram(
+                "upstream_request_duration_seconds",
+                "Upstream response time, by upstream.",
+                &["upstream"],
+            )?,
+            upstream_instance_requests: counter(
+                "upstream_instance_requests_total",
+                "Requests per upstream instance.",
+                &["upstream", "instance"],
+            )?,
+            upstream_ejections: counter(
+                "upstream_ejections_total",
+                "Instances ejected after consecutive failures.",
+                &["upstream", "instance"],
+            )?,
+            upstream_circuit_open: gauge(
+                "upstream_circuit_open",
+                "1 while the upstream's circuit is open (every instance failing).",
+                &["upstream"],
+            )?,
+            upstream_retries: counter(
+                "upstream_retries_total",
+                "GETs retried on another instance after a connect failure.",
+                &["upstream"],
+            )?,
+            upstream_rejected: counter(
+                "upstream_rejected_total",
+                "Requests refused before reaching an upstream, by reason (circuit_open, saturated).",
+                &["upstream", "reason"],
+            )?,
+            ratelimit_decisions: counter(
+                "ratelimit_decisions_total",
+                "Rate-limit decisions by outcome (allowed, limited) and source (store, fallback).",
+                &["outcome", "source"],
+            )?,
+            ratelimit_fallback_active: single_gauge(
+                "ratelimit_fallback_active",
+                "1 while the store is down and this replica limits with local buckets.",
+            )?,
+            overload_shed: single_counter(
+                "overload_shed_total",
+                "Requests refused with 503 OVERLOADED because MAX_IN_FLIGHT was reached.",
+            )?,
+            idempotency_outcomes: counter(
+                "idempotency_outcomes_total",
+                "Idempotency outcomes: new, replayed, in_progress, conflict, store_error.",
+                &["outcome"],
+            )?,
+            jwt_verifications: counter(
+                "jwt_verifications_total",
+                "Bearer token checks by result (ok, or the reason for refusal).",
+                &["result"],
+            )?,
+            jwks_fetches: counter(
+                "jwks_fetches_total",
+                "JWKS fetches by result (ok, error).",
+                &["result"],
+            )?,
+            jwt_cache_hits: single_counter(
+                "jwt_cache_hits_total",
+                "Tokens accepted from the verified-token cache without a signature check.",
+            )?,
+            queue_joins: counter(
+                "queue_joins_total",
+                "Waiting-room joins by event.",
+                &["event"],
+            )?,
+            queue_admissions: counter(
+                "queue_admissions_total",
+                "Waiting-room admissions (reservation tokens granted) by event.",
+                &["event"],
+            )?,
+            queue_expirations: counter(
+                "queue_expirations_total",
+                "Waiting tokens that expired without a heartbeat, by event.",
+                &["event"],
+            )?,
+            queue_waiting: gauge(
+                "queue_waiting",
+                "People waiting per event, as last seen by this replica.",
+                &["event"],
+            )?,
+            store_errors: counter(
+                "store_errors_total",
+                "Store calls that failed, by operation.",
+                &["op"],
+            )?,
+            store_duration: histogram(
+                "store_request_duration_seconds",
+                "Store round-trip time, by operation.",
+                &["op"],
+            )?,
+            registry,
+        };
+        #[cfg(target_os = "linux")]
+        m.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(m)
+    }
+
+    /// The text exposition format for `/metrics`.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        buf
+    }
+}

@@ -1,0 +1,219 @@
+//! Header rules at the boundary (SPEC §3).
+//!
+//! Towards an upstream the gateway sends an allowlist, not the client's whole header set: the
+//! listed end-to-end headers, then its own `X-User-ID` (from the verified token only),
+//! `X-Request-ID`, `traceparent`/`tracestate`, `X-Forwarded-For` and `X-Forwarded-Proto`. A
+//! client can therefore never smuggle an identity or an internal header through. Back towards
+//! the client every end-to-end header of the upstream passes, hop-by-hop ones never do.
+use std::net::IpAddr;
+
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+
+use crate::middleware::context::RequestContext;
+
+pub static X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// Client headers that cross to the upstream unchanged.
+const PASSED_TO_UPSTREAM: [HeaderName; 5] = [
+    header::CONTENT_TYPE,
+    header::AUTHORIZATION,
+    HeaderName::from_static("idempotency-key"),
+    header::ACCEPT,
+    header::ACCEPT_LANGUAGE,
+];
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded either way.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-connection",
+    "proxy-authenticate",
+];
+
+/// What the trace layer hands the forwarder: the W3C headers of the gateway's client span.
+#[derive(Debug, Clone, Default)]
+pub struct TraceHeaders {
+    pub traceparent: Option<HeaderValue>,
+    pub tracestate: Option<HeaderValue>,
+}
+
+/// The headers an upstream receives for this request.
+pub fn upstream_headers(
+    incoming: &HeaderMap,
+    ctx: &RequestContext,
+    user_id: Option<&str>,
+    trace: &TraceHeaders,
+    trusted_peer: bool,
+) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(12);
+    for name in &PASSED_TO_UPSTREAM {
+        for v in incoming.get_all(name) {
+            out.append(name.clone(), v.clone());
+        }
+    }
+    if let Some(user) = user_id.and_then(|u| HeaderValue::from_str(u).ok()) {
+        out.insert(X_USER_ID.clone(), user);
+    }
+    out.insert(
+        crate::middleware::context::X_REQUEST_ID.clone(),
+        ctx.request_id.clone(),
+    );
+    if let Some(tp) = &trace.traceparent {
+        out.insert(crate::middleware::context::TRACEPARENT.clone(), tp.clone());
+    }
+    if let Some(ts) = &trace.tracestate {
+        out.insert(TRACESTATE.clone(), ts.clone());
+    }
+    out.insert(
+        X_FORWARDED_FOR.clone(),
+        forwarded_for(incoming, ctx.peer_ip),
+    );
+    let proto = if trusted_peer {
+        incoming
+            .get(&X_FORWARDED_PROTO)
+            .filter(|v| *v == "https" || *v == "http")
+            .cloned()
+    } else {
+        None
+    };
+    out.insert(
+        X_FORWARDED_PROTO.clone(),
+        proto.unwrap_or(HeaderValue::from_static("http")),
+    );
+    out
+}
+
+/// The incoming `X-Forwarded-For` with the socket peer appended.
+fn forwarded_for(incoming: &HeaderMap, peer: IpAddr) -> HeaderValue {
+    let mut list = String::new();
+    for v in incoming.get_all(&X_FORWARDED_FOR) {
+        if let Ok(s) = v.to_str() {
+            let s = s.trim();
+            if !s.is_empty() {
+                if !list.is_empty() {
+                    list.push_str(", ");
+                }
+                list.push_str(s);
+            }
+        }
+    }
+    if !list.is_empty() {
+        list.push_str(", ");
+    }
+    list.push_str(&peer.to_string());
+    HeaderValue::from_str(&list).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// Copies the upstream's end-to-end response headers (status and body are passed by the
+/// caller). Drops hop-by-hop headers and any header the upstream's `Connection` names.
+pub fn copy_response_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    let named_by_connection: Vec<String> = from
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for (name, value) in from {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n)
+            || n == "content-length"
+            || named_by_connection.iter().any(|c| c == n)
+        {
+            continue;
+        }
+        to.append(name.clone(), value.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn ctx() -> RequestContext {
+        RequestContext {
+            request_id: HeaderValue::from_static("req-1"),
+            trace_id: crate::middleware::context::TraceId([1; 16]),
+            client_ip: "198.51.100.1".parse().unwrap(),
+            peer_ip: "198.51.100.1".parse().unwrap(),
+            route: Arc::from("/x"),
+        }
+    }
+
+    #[test]
+    fn client_identity_and_hop_by_hop_never_cross() {
+        let mut h = HeaderMap::new();
+        h.insert("x-user-id", HeaderValue::from_static("admin"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("s"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        h.insert("authorization", HeaderValue::from_static("Bearer t"));
+        h.insert("idempotency-key", HeaderValue::from_static("k"));
+        h.insert("cookie", HeaderValue::from_static("c=1"));
+        let out = upstream_headers(&h, &ctx(), None, &TraceHeaders::default(), false);
+        assert!(out.get("x-user-id").is_none());
+        assert!(out.get("connection").is_none());
+        assert!(out.get("x-secret").is_none());
+        assert!(out.get("te").is_none());
+        assert!(out.get("cookie").is_none());
+        assert_eq!(out["content-type"], "application/json");
+        assert_eq!(out["authorization"], "Bearer t");
+        assert_eq!(out["idempotency-key"], "k");
+        assert_eq!(out["x-request-id"], "req-1");
+        assert_eq!(out["x-forwarded-for"], "198.51.100.1");
+        assert_eq!(out["x-forwarded-proto"], "http");
+        let out = upstream_headers(
+            &h,
+            &ctx(),
+            Some("user-123"),
+            &TraceHeaders::default(),
+            false,
+        );
+        assert_eq!(out["x-user-id"], "user-123");
+    }
+
+    #[test]
+    fn forwarded_for_is_appended() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.5"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let out = upstream_headers(&h, &ctx(), None, &TraceHeaders::default(), true);
+        assert_eq!(out["x-forwarded-for"], "203.0.113.5, 198.51.100.1");
+        assert_eq!(out["x-forwarded-proto"], "https");
+        let out = upstream_headers(&h, &ctx(), None, &TraceHeaders::default(), false);
+        assert_eq!(out["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn response_hop_by_hop_are_dropped() {
+        let mut from = HeaderMap::new();
+        from.insert("connection", HeaderValue::from_static("x-internal"));
+        from.insert("x-internal", HeaderValue::from_static("1"));
+        from.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        from.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        from.insert("content-type", HeaderValue::from_static("application/json"));
+        from.insert("location", HeaderValue::from_static("/v1/reservations/1"));
+        let mut to = HeaderMap::new();
+        copy_response_headers(&from, &mut to);
+        assert_eq!(to.len(), 2);
+        assert_eq!(to["content-type"], "application/json");
+        assert_eq!(to["location"], "/v1/reservations/1");
+    }
+}

@@ -1,0 +1,7 @@
+//! One integration test binary (zero-to-production layout): `helpers` starts the real gateway,
+//! a real redis-server and recording mock upstreams; one module per feature.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod proxy;
