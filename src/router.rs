@@ -47,7 +47,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/payment/intent/{id}", get(payments::get_intent));
 
     // Protected routes need a verified bearer token (SPEC §2; the layer comes with issue #3).
-    let api = reads.merge(writes);
+    let protected = reads.merge(writes);
+
+    // The waiting room (issue #6): join/status/leave, and `enter` behind idempotency; auth optional.
+    // let queue = ...;
+
+    // Every /api route: overload shedding, then the per-client rate limit (issue #4), before auth
+    // so a flood cannot burn CPU on signatures.
+    let api = protected;
 
     Router::new()
         .route("/healthz", get(health::healthz))

@@ -219,6 +219,9 @@ pub fn base_env(
             "http://127.0.0.1:9".to_owned(),
         ),
         ("TRACE_SAMPLING".to_owned(), "0".to_owned()),
+        // Tests that are not about rate limiting must never meet a 429; those that are set their own.
+        ("RATE_LIMIT_RPS".to_owned(), "1000000".to_owned()),
+        ("RATE_LIMIT_BURST".to_owned(), "1000000".to_owned()),
     ];
     if let Some(addr) = redis_addr {
         env.push(("REDIS_ADDR".to_owned(), addr.to_owned()));
@@ -308,6 +311,24 @@ impl TestApp {
             .post(self.url(path))
             .header("idempotency-key", uuid::Uuid::new_v4().to_string())
             .json(body)
+    }
+
+    /// An `Authorization` header value this gateway accepts for `sub`.
+    /// (Until the JWT work lands, the harness runs with JWT_SKIP_VERIFY=true and this token is
+    /// unsigned; the JWT work replaces it with one signed by the test JWKS key.)
+    pub fn bearer(&self, sub: &str) -> String {
+        use base64::Engine;
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600;
+        let header = b64(serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": "test"}));
+        let claims = b64(serde_json::json!({"sub": sub, "exp": exp}));
+        format!("Bearer {header}.{claims}.c2lnbmF0dXJl")
     }
 
     /// Waits (up to 10 s) until `/readyz` answers 200.
