@@ -8,9 +8,11 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
+use http_body_util::BodyExt;
 use tokio::sync::Semaphore;
 use tower::{Layer, Service};
 
@@ -69,9 +71,15 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let res = inner.call(req).await;
-            drop(permit);
-            res
+            let res = inner.call(req).await?;
+            // The permit is held until the response body is done (or dropped), so a slow
+            // streaming answer still counts as in flight.
+            Ok(res.map(|body| {
+                Body::new(body.map_frame(move |frame| {
+                    let _held = &permit;
+                    frame
+                }))
+            }))
         })
     }
 }
@@ -101,6 +109,16 @@ mod tests {
                 Ok::<_, Infallible>(Response::new("late".into()))
             });
         let req = || Request::new(axum::body::Body::empty());
+        // A response whose body is not read yet still holds its permit.
+        let done = ServiceBuilder::new()
+            .layer(layer.clone())
+            .service_fn(|_req: Request| async {
+                Ok::<_, Infallible>(Response::new("body".into()))
+            });
+        let unread = done.oneshot(req()).await.unwrap();
+        assert_eq!(permits.available_permits(), 1);
+        drop(unread);
+        assert_eq!(permits.available_permits(), 2);
         let a = tokio::spawn(slow.clone().oneshot(req()));
         let b = tokio::spawn(slow.clone().oneshot(req()));
         while permits.available_permits() > 0 {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use gateway_api::mock_upstream::{MockUpstream, Role};
 
 use crate::helpers::{
-    AppOptions, Backend, GatewayProcess, RedisServer, TestApp, assert_error, base_env,
+    AppOptions, Backend, GatewayProcess, RedisServer, TestApp, assert_error, base_env, bearer_for,
     spawn_app_with,
 };
 use crate::store_contract;
@@ -278,7 +278,12 @@ async fn three_replicas_share_one_bucket() {
     let mut i = 0;
     while start.elapsed() < Duration::from_secs(4) {
         last_sent = Instant::now();
-        let res = client.get(gateways[i % 3].url(ROUTE)).send().await.unwrap();
+        let res = client
+            .get(gateways[i % 3].url(ROUTE))
+            .header("authorization", bearer_for(&env, "u"))
+            .send()
+            .await
+            .unwrap();
         assert!(res.status().as_u16() < 500, "{}", res.status());
         if res.status() != 429 {
             allowed += 1;
