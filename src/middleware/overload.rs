@@ -18,6 +18,7 @@ use tower::{Layer, Service};
 
 use crate::error::ApiError;
 use crate::telemetry::Metrics;
+use crate::telemetry::access::AccessLog;
 
 #[derive(Clone)]
 pub struct OverloadLayer {
@@ -66,6 +67,9 @@ where
     fn call(&mut self, req: Request) -> Self::Future {
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             self.metrics.overload_shed.inc();
+            if let Some(log) = req.extensions().get::<AccessLog>() {
+                log.rate_limit("overloaded");
+            }
             return Box::pin(async { Ok(ApiError::Overloaded.into_response()) });
         };
         let clone = self.inner.clone();

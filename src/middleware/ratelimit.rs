@@ -26,6 +26,7 @@ use crate::middleware::context::RequestContext;
 use crate::store::ratelimit::{self as buckets, MemoryBuckets, Params, Verdict};
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
+use crate::telemetry::access::AccessLog;
 
 pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 pub static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -250,7 +251,15 @@ where
                 .extensions()
                 .get::<RequestContext>()
                 .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.client_ip);
-            let (verdict, _) = limiter.check(client).await;
+            let (verdict, source) = limiter.check(client).await;
+            if let Some(log) = req.extensions().get::<AccessLog>() {
+                log.rate_limit(match (source, verdict.allowed) {
+                    (Source::Store, true) => "allowed",
+                    (Source::Store, false) => "limited",
+                    (Source::Fallback, true) => "fallback_allowed",
+                    (Source::Fallback, false) => "fallback_limited",
+                });
+            }
             let mut res = if verdict.allowed {
                 inner.call(req).await?
             } else {
