@@ -5,3 +5,5 @@
 mod helpers;
 
 mod proxy;
+
+mod routing;
