@@ -286,14 +286,14 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn parse_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, Response> {
+fn parse_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, Box<Response>> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        _ => Err(error(
+        _ => Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             "VALIDATION_ERROR",
             "body must be a JSON object",
-        )),
+        ))),
     }
 }
 
@@ -308,7 +308,7 @@ fn rfc3339_in(secs: u64) -> String {
 async fn create_reservation(State(s): State<Shared>, body: Bytes) -> Response {
     let req = match parse_object(&body) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(event_id) = req.get("event_id").and_then(Value::as_str) else {
         return error(
@@ -393,7 +393,7 @@ fn transition(s: &Shared, id: &str, to: &str, forbidden_from: &str) -> Response 
 async fn create_intent(State(s): State<Shared>, body: Bytes) -> Response {
     let req = match parse_object(&body) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let id = new_id("pi");
     let intent = json!({
