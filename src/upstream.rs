@@ -146,8 +146,8 @@ impl Upstream {
         let started = Instant::now();
         let deadline = started + self.config.timeout;
         // A probe is one request to one instance: its outcome decides the circuit.
-        let retry_copy = (out.method == Method::GET && !probe && self.balancer.len() > 1)
-            .then(|| Outbound {
+        let retry_copy =
+            (out.method == Method::GET && !probe && self.balancer.len() > 1).then(|| Outbound {
                 method: Method::GET,
                 path_and_query: out.path_and_query.clone(),
                 headers: out.headers.clone(),
@@ -281,7 +281,10 @@ mod tests {
     #[test]
     fn instance_label_is_host_and_port() {
         let u = |s: &str| reqwest::Url::parse(s).unwrap();
-        assert_eq!(instance_label(&u("http://10.0.0.1:8081/p")), "10.0.0.1:8081");
+        assert_eq!(
+            instance_label(&u("http://10.0.0.1:8081/p")),
+            "10.0.0.1:8081"
+        );
         assert_eq!(instance_label(&u("http://api.local")), "api.local:80");
         assert_eq!(instance_label(&u("https://api.local")), "api.local:443");
     }

@@ -234,8 +234,10 @@ impl Balancer {
         }
         if probe {
             // The circuit stays open for another cooldown; the next probe may go after it.
-            self.open_until
-                .store(now.saturating_add(self.policy.eject_base_ms), Ordering::Release);
+            self.open_until.store(
+                now.saturating_add(self.policy.eject_base_ms),
+                Ordering::Release,
+            );
             self.probing.store(false, Ordering::Release);
         } else if !self.is_open()
             && self
@@ -258,7 +260,10 @@ impl Balancer {
 
     /// Ejects `index` unless that would put more than half the set out. Returns the cooldown.
     fn try_eject(&self, index: usize, now: u64) -> Option<u64> {
-        let _serial = self.eject_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _serial = self
+            .eject_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let inst = &self.instances[index];
         if inst.ejected(now) {
             return None; // a concurrent failure got here first

@@ -117,9 +117,18 @@ async fn a_dead_instance_is_ejected_gets_are_retried_and_posts_are_not() {
     let dead_label = dead.addr.to_string();
     dead.stop().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let dead_labels = [("upstream", "reservation"), ("instance", dead_label.as_str())];
+    let dead_labels = [
+        ("upstream", "reservation"),
+        ("instance", dead_label.as_str()),
+    ];
     let dead_attempts = || metric(&app, "upstream_instance_requests_total", &dead_labels);
-    let retries = || metric(&app, "upstream_retries_total", &[("upstream", "reservation")]);
+    let retries = || {
+        metric(
+            &app,
+            "upstream_retries_total",
+            &[("upstream", "reservation")],
+        )
+    };
     let before = dead_attempts().await;
     let live_posts = |mocks: &[MockUpstream]| {
         mocks
@@ -220,7 +229,12 @@ async fn all_instances_down_fail_fast_then_traffic_resumes_without_restart() {
     }
     assert!(open, "the circuit never opened");
     assert_eq!(
-        metric(&app, "upstream_circuit_open", &[("upstream", "reservation")]).await,
+        metric(
+            &app,
+            "upstream_circuit_open",
+            &[("upstream", "reservation")]
+        )
+        .await,
         1
     );
 
@@ -233,7 +247,10 @@ async fn all_instances_down_fail_fast_then_traffic_resumes_without_restart() {
         assert_error(res, 503, "UPSTREAM_UNAVAILABLE").await;
         assert!(took < timeout / 2, "took {took:?} with the circuit open");
     }
-    assert_eq!(mocks.iter().map(MockUpstream::count).sum::<usize>(), reached);
+    assert_eq!(
+        mocks.iter().map(MockUpstream::count).sum::<usize>(),
+        reached
+    );
     assert!(
         metric(
             &app,
@@ -267,7 +284,12 @@ async fn all_instances_down_fail_fast_then_traffic_resumes_without_restart() {
         assert_answered_upstream(get_reservation(&app).await).await;
     }
     assert_eq!(
-        metric(&app, "upstream_circuit_open", &[("upstream", "reservation")]).await,
+        metric(
+            &app,
+            "upstream_circuit_open",
+            &[("upstream", "reservation")]
+        )
+        .await,
         0
     );
     assert!(restored.iter().map(MockUpstream::count).sum::<usize>() >= 11);
@@ -332,5 +354,51 @@ async fn a_slow_payment_upstream_at_its_cap_does_not_slow_reservations() {
     for s in slow {
         assert_eq!(s.await.unwrap(), 200);
     }
-    assert_eq!(app.payment.count(), 2, "the refused payment never reached it");
+    assert_eq!(
+        app.payment.count(),
+        2,
+        "the refused payment never reached it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_answering_5xx_is_ejected_and_its_answers_pass_through() {
+    let mocks = instances(2).await;
+    let app = spawn_app_with(
+        AppOptions::new(Backend::Memory)
+            .env("UPSTREAM_RESERVATION_BASE", bases(&mocks))
+            .env("UPSTREAM_EJECT_AFTER", "3")
+            .env("UPSTREAM_EJECT_BASE", "60s"),
+    )
+    .await;
+    mocks[0].set_status(500);
+    let (mut upstream_500s, mut answered) = (0, 0);
+    for _ in 0..40 {
+        let res = get_reservation(&app).await;
+        let status = res.status();
+        let code = json(res).await["error"]["code"].clone();
+        if status == 500 {
+            // The upstream's own answer, as it is: a 5xx is not retried.
+            assert_eq!(code, "INJECTED");
+            upstream_500s += 1;
+        } else {
+            assert_eq!(
+                (status.as_u16(), code),
+                (404, json!("RESERVATION_NOT_FOUND"))
+            );
+            answered += 1;
+        }
+    }
+    assert_eq!(upstream_500s, 3, "ejected after three consecutive 5xx");
+    assert_eq!(answered, 37);
+    assert_eq!(mocks[0].count(), 3);
+    assert_eq!(
+        metric(
+            &app,
+            "upstream_retries_total",
+            &[("upstream", "reservation")]
+        )
+        .await,
+        0
+    );
 }
