@@ -26,6 +26,9 @@ pub enum Role {
     Reservation,
     Payment,
     Both,
+    /// Benchmarks: every request answered at once with a small fixed JSON body (201 for POST,
+    /// 200 otherwise); nothing recorded, no state, no knobs.
+    Fixed,
 }
 
 impl std::str::FromStr for Role {
@@ -35,8 +38,9 @@ impl std::str::FromStr for Role {
             "reservation" => Ok(Role::Reservation),
             "payment" => Ok(Role::Payment),
             "both" => Ok(Role::Both),
+            "fixed" => Ok(Role::Fixed),
             other => Err(format!(
-                "unknown role {other:?}: expected reservation, payment or both"
+                "unknown role {other:?}: expected reservation, payment, both or fixed"
             )),
         }
     }
@@ -197,6 +201,9 @@ impl Drop for MockUpstream {
 }
 
 fn router(role: Role, shared: Shared) -> Router {
+    if role == Role::Fixed {
+        return Router::new().fallback(fixed);
+    }
     let mut r = Router::new();
     if matches!(role, Role::Reservation | Role::Both) {
         r = r
@@ -217,6 +224,22 @@ fn router(role: Role, shared: Shared) -> Router {
             record_and_inject,
         ))
         .with_state(shared)
+}
+
+const FIXED_BODY: &str = r#"{"reservation_id":"res_bench","event_id":"bench","status":"HELD","hold_expires_at":"2030-01-01T00:00:00Z"}"#;
+
+async fn fixed(method: axum::http::Method) -> Response {
+    let status = if method == axum::http::Method::POST {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        FIXED_BODY,
+    )
+        .into_response()
 }
 
 /// Records the request, then applies the injected delay, forced status or random failure.
