@@ -6,3 +6,5 @@ mod helpers;
 
 mod proxy;
 mod ratelimit;
+
+mod routing;
