@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod listener;
 mod proxy;
 mod ratelimit;
 
