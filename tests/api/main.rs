@@ -5,5 +5,6 @@
 mod helpers;
 
 mod proxy;
+mod ratelimit;
 
 mod routing;
