@@ -4,4 +4,5 @@
 
 mod helpers;
 
+mod observability;
 mod proxy;
