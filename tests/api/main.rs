@@ -6,3 +6,5 @@ mod helpers;
 
 mod observability;
 mod proxy;
+
+mod routing;
