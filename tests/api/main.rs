@@ -6,5 +6,6 @@ mod helpers;
 
 mod observability;
 mod proxy;
+mod ratelimit;
 
 mod routing;
