@@ -5,6 +5,7 @@
 mod helpers;
 
 mod listener;
+mod observability;
 mod proxy;
 mod ratelimit;
 
