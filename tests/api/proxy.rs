@@ -13,6 +13,7 @@ async fn reservation_round_trip_maps_every_route(b: Backend) {
             "/api/v1/reservations/create",
             &json!({"event_id": "e1", "seats": 2}),
         )
+        .header("authorization", app.bearer("user-1"))
         .send()
         .await
         .unwrap();
@@ -22,6 +23,7 @@ async fn reservation_round_trip_maps_every_route(b: Backend) {
 
     let res = app
         .get(&format!("/api/v1/reservations/{id}?expand=seats"))
+        .header("authorization", app.bearer("user-1"))
         .send()
         .await
         .unwrap();
@@ -31,6 +33,7 @@ async fn reservation_round_trip_maps_every_route(b: Backend) {
     let res = app
         .post(&format!("/api/v1/reservations/{id}/confirm"))
         .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+        .header("authorization", app.bearer("user-1"))
         .send()
         .await
         .unwrap();
@@ -39,6 +42,7 @@ async fn reservation_round_trip_maps_every_route(b: Backend) {
     let res = app
         .post(&format!("/api/v1/reservations/{id}/cancel"))
         .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+        .header("authorization", app.bearer("user-1"))
         .send()
         .await
         .unwrap();
@@ -70,6 +74,7 @@ async fn alias_and_payment_routes_map_to_their_upstreams() {
     let app = spawn_app_on(Backend::Memory).await;
     let res = app
         .post_json("/api/v1/reservations", &json!({"event_id": "e1"}))
+        .header("authorization", app.bearer("user-1"))
         .send()
         .await
         .unwrap();
@@ -79,6 +84,7 @@ async fn alias_and_payment_routes_map_to_their_upstreams() {
             "/api/v1/payment/intent",
             &json!({"reservation_id": "r1", "amount": 100}),
         )
+        .header("authorization", app.bearer("user-1"))
         .send()
         .await
         .unwrap();
@@ -88,12 +94,14 @@ async fn alias_and_payment_routes_map_to_their_upstreams() {
     let id = intent["payment_intent_id"].as_str().unwrap();
     let res = app
         .get(&format!("/api/v1/payment/intent/{id}"))
+        .header("authorization", app.bearer("user-1"))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
     let res = app
         .get("/api/v1/payment/intent/unknown")
+        .header("authorization", app.bearer("user-1"))
         .send()
         .await
         .unwrap();
@@ -125,7 +133,12 @@ async fn bad_ids_never_reach_an_upstream() {
         "/api/v1/reservations/a%20b",
         "/api/v1/reservations/a%00",
     ] {
-        let res = app.get(path).send().await.unwrap();
+        let res = app
+            .get(path)
+            .header("authorization", app.bearer("user-1"))
+            .send()
+            .await
+            .unwrap();
         assert_error(res, 400, "BAD_REQUEST").await;
     }
     // An HTTP client would normalise `..` away; send it raw.
@@ -134,13 +147,17 @@ async fn bad_ids_never_reach_an_upstream() {
         "/api/v1/reservations/%2E%2E",
         "/api/v1/reservations/%2e.",
     ] {
-        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+            app.bearer("user-1")
+        );
         let answer = raw_request(app.addr, req.as_bytes()).await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
         assert!(answer.contains("BAD_REQUEST"), "{answer}");
     }
     let res = app
         .get(&format!("/api/v1/reservations/{long}"))
+        .header("authorization", app.bearer("user-1"))
         .send()
         .await
         .unwrap();
