@@ -654,7 +654,7 @@ fn numeric_date(v: &Value) -> Option<u64> {
         return Some(u);
     }
     let f = n.as_f64()?;
-    (f.is_finite() && f >= 0.0 && f < u64::MAX as f64).then(|| f as u64)
+    (f.is_finite() && f >= 0.0 && f < u64::MAX as f64).then_some(f as u64)
 }
 
 fn unix_now() -> u64 {
@@ -672,9 +672,11 @@ pub fn fingerprint(token: &str) -> String {
 /// Verified tokens by SHA-256 of the token: sharded so that concurrent requests rarely meet on
 /// a lock, bounded per shard (expired entries go first, then an arbitrary one).
 struct TokenCache {
-    shards: Box<[Mutex<HashMap<[u8; 32], CachedToken>>]>,
+    shards: Box<[Shard]>,
     per_shard: usize,
 }
+
+type Shard = Mutex<HashMap<[u8; 32], CachedToken>>;
 
 struct CachedToken {
     sub: Arc<str>,
@@ -713,10 +715,10 @@ impl TokenCache {
         let mut shard = self.shard(&key);
         if shard.len() >= self.per_shard && !shard.contains_key(&key) {
             shard.retain(|_, t| t.exp >= now);
-            if shard.len() >= self.per_shard {
-                if let Some(victim) = shard.keys().next().copied() {
-                    shard.remove(&victim);
-                }
+            if shard.len() >= self.per_shard
+                && let Some(victim) = shard.keys().next().copied()
+            {
+                shard.remove(&victim);
             }
         }
         shard.insert(
@@ -735,5 +737,251 @@ impl TokenCache {
             .iter()
             .map(|s| s.lock().map_or(0, |s| s.len()))
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use serde_json::json;
+
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn rules() -> ClaimRules {
+        ClaimRules {
+            issuer: Some("https://idp".into()),
+            audience: Some("gw".into()),
+        }
+    }
+
+    fn claims(v: Value) -> Claims {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn good() -> Value {
+        json!({"sub": "u1", "iss": "https://idp", "aud": "gw", "exp": NOW + 60})
+    }
+
+    fn with(k: &str, v: Value) -> Claims {
+        let mut c = good();
+        c[k] = v;
+        claims(c)
+    }
+
+    fn without(k: &str) -> Claims {
+        let mut c = good();
+        c.as_object_mut().unwrap().remove(k);
+        claims(c)
+    }
+
+    fn token(header: Value, claims: Value) -> String {
+        let b = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        format!("{}.{}.c2ln", b(header), b(claims))
+    }
+
+    #[test]
+    fn good_claims_give_the_sub_and_exp() {
+        let v = check_claims(&claims(good()), &rules(), NOW).unwrap();
+        assert_eq!(&*v.sub, "u1");
+        assert_eq!(v.exp, NOW + 60);
+        // aud may be an array holding ours; exp may be a float.
+        let v = check_claims(&with("aud", json!(["x", "gw"])), &rules(), NOW).unwrap();
+        assert_eq!(&*v.sub, "u1");
+        assert!(check_claims(&with("exp", json!((NOW + 5) as f64 + 0.5)), &rules(), NOW).is_ok());
+    }
+
+    #[test]
+    fn exp_iss_aud_sub_are_required() {
+        for k in ["exp", "iss", "aud", "sub"] {
+            assert_eq!(
+                check_claims(&without(k), &rules(), NOW),
+                Err(Reason::MissingClaim(match k {
+                    "exp" => "exp",
+                    "iss" => "iss",
+                    "aud" => "aud",
+                    _ => "sub",
+                })),
+                "{k}"
+            );
+        }
+    }
+
+    #[test]
+    fn exp_as_a_string_is_refused() {
+        let c = with("exp", json!((NOW + 60).to_string()));
+        assert_eq!(
+            check_claims(&c, &rules(), NOW),
+            Err(Reason::BadClaim("exp"))
+        );
+        let c = with("nbf", json!("0"));
+        assert_eq!(
+            check_claims(&c, &rules(), NOW),
+            Err(Reason::BadClaim("nbf"))
+        );
+        let c = with("exp", json!(-5));
+        assert_eq!(
+            check_claims(&c, &rules(), NOW),
+            Err(Reason::BadClaim("exp"))
+        );
+    }
+
+    #[test]
+    fn leeway_is_thirty_seconds_both_ways() {
+        let exp = |e: u64| with("exp", json!(e));
+        assert!(check_claims(&exp(NOW - 30), &rules(), NOW).is_ok());
+        assert_eq!(
+            check_claims(&exp(NOW - 31), &rules(), NOW),
+            Err(Reason::Expired)
+        );
+        let nbf = |n: u64| with("nbf", json!(n));
+        assert!(check_claims(&nbf(NOW + 30), &rules(), NOW).is_ok());
+        assert_eq!(
+            check_claims(&nbf(NOW + 31), &rules(), NOW),
+            Err(Reason::NotYetValid)
+        );
+    }
+
+    #[test]
+    fn wrong_issuer_audience_or_sub_are_refused() {
+        let r = rules();
+        assert_eq!(
+            check_claims(&with("iss", json!("https://evil")), &r, NOW),
+            Err(Reason::WrongIssuer)
+        );
+        assert_eq!(
+            check_claims(&with("aud", json!("other")), &r, NOW),
+            Err(Reason::WrongAudience)
+        );
+        assert_eq!(
+            check_claims(&with("aud", json!(["a", "b"])), &r, NOW),
+            Err(Reason::WrongAudience)
+        );
+        for bad in [
+            json!(""),
+            json!(42),
+            json!("a\nb"),
+            json!("ü"),
+            json!("x".repeat(300)),
+        ] {
+            assert_eq!(
+                check_claims(&with("sub", bad.clone()), &r, NOW),
+                Err(Reason::BadClaim("sub")),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn unset_issuer_and_audience_are_not_checked() {
+        let c = claims(json!({"sub": "u", "exp": NOW}));
+        assert!(check_claims(&c, &ClaimRules::default(), NOW).is_ok());
+    }
+
+    #[test]
+    fn parse_refuses_bad_shapes_and_algorithms() {
+        let c = good();
+        let ok = token(json!({"alg": "RS256", "kid": "k1"}), c.clone());
+        let p = parse(&ok).unwrap();
+        assert_eq!(p.alg, Algorithm::RS256);
+        assert_eq!(p.kid.as_deref(), Some("k1"));
+        assert_eq!(p.signature, "c2ln");
+
+        assert_eq!(parse("a.b").unwrap_err(), Reason::Malformed);
+        assert_eq!(parse("a.b.c.d").unwrap_err(), Reason::Malformed);
+        assert_eq!(parse("!!.??.x").unwrap_err(), Reason::Malformed);
+        let not_json = format!(
+            "{}.{}.x",
+            URL_SAFE_NO_PAD.encode("{oops"),
+            URL_SAFE_NO_PAD.encode("{}")
+        );
+        assert_eq!(parse(&not_json).unwrap_err(), Reason::Malformed);
+        for (alg, reason) in [
+            ("none", Reason::AlgNone),
+            ("NONE", Reason::AlgNone),
+            ("HS256", Reason::AlgSymmetric),
+            ("HS512", Reason::AlgSymmetric),
+            ("ES512", Reason::AlgUnsupported),
+        ] {
+            let t = token(json!({"alg": alg}), c.clone());
+            assert_eq!(parse(&t).unwrap_err(), reason, "{alg}");
+        }
+        let crit = token(json!({"alg": "RS256", "crit": ["exp"]}), c.clone());
+        assert_eq!(parse(&crit).unwrap_err(), Reason::CriticalHeader);
+        let big = format!("{ok}{}", "A".repeat(MAX_TOKEN_BYTES));
+        assert_eq!(parse(&big).unwrap_err(), Reason::TooLarge);
+    }
+
+    fn jwk(v: Value) -> Jwk {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn algorithms_come_from_the_jwk_never_hmac() {
+        let rsa = json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"});
+        assert_eq!(allowed_algorithms(&jwk(rsa.clone())).unwrap().len(), 6);
+        let mut rs256 = rsa.clone();
+        rs256["alg"] = json!("RS256");
+        assert_eq!(
+            allowed_algorithms(&jwk(rs256)),
+            Some(vec![Algorithm::RS256])
+        );
+        let mut lying = rsa.clone();
+        lying["alg"] = json!("ES256");
+        assert_eq!(allowed_algorithms(&jwk(lying)), None);
+        let mut enc = rsa;
+        enc["use"] = json!("enc");
+        assert_eq!(allowed_algorithms(&jwk(enc)), None);
+        let p256 = json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"});
+        assert_eq!(allowed_algorithms(&jwk(p256)), Some(vec![Algorithm::ES256]));
+        let p384 = json!({"kty": "EC", "crv": "P-384", "x": "AA", "y": "AA"});
+        assert_eq!(allowed_algorithms(&jwk(p384)), Some(vec![Algorithm::ES384]));
+        let p521 = json!({"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"});
+        assert_eq!(allowed_algorithms(&jwk(p521)), None);
+        let ed = json!({"kty": "OKP", "crv": "Ed25519", "x": "AA"});
+        assert_eq!(allowed_algorithms(&jwk(ed)), Some(vec![Algorithm::EdDSA]));
+        let oct = json!({"kty": "oct", "k": "c2VjcmV0", "alg": "HS256"});
+        assert_eq!(allowed_algorithms(&jwk(oct)), None);
+    }
+
+    #[test]
+    fn a_jwks_without_usable_keys_is_refused_and_short_rsa_keys_are_skipped() {
+        let short = json!({"keys": [{"kty": "RSA", "kid": "tiny", "n": "AQAB", "e": "AQAB"}]});
+        assert!(KeySet::parse(short.to_string().as_bytes(), 1).is_err());
+        let oct = json!({"keys": [{"kty": "oct", "kid": "s", "k": "c2VjcmV0"}]});
+        assert!(KeySet::parse(oct.to_string().as_bytes(), 1).is_err());
+        assert!(KeySet::parse(b"not json", 1).is_err());
+    }
+
+    #[test]
+    fn cache_hits_until_exp_and_only_for_the_same_jwks_generation() {
+        let cache = TokenCache::new(64);
+        let v = Verified {
+            sub: "u".into(),
+            exp: NOW + 10,
+        };
+        cache.insert([7; 32], &v, 1, NOW);
+        assert_eq!(cache.get(&[7; 32], NOW, 1), Some(v.clone()));
+        assert_eq!(cache.get(&[7; 32], NOW + 10, 1), Some(v));
+        assert_eq!(cache.get(&[7; 32], NOW + 11, 1), None);
+        assert_eq!(cache.get(&[7; 32], NOW, 2), None);
+        assert_eq!(cache.get(&[8; 32], NOW, 1), None);
+    }
+
+    #[test]
+    fn cache_never_grows_past_its_bound() {
+        let cache = TokenCache::new(CACHE_SHARDS * 4);
+        for i in 0..10_000u32 {
+            let mut key = [0u8; 32];
+            key[..4].copy_from_slice(&i.to_le_bytes());
+            key[0] = (i % 251) as u8;
+            let v = Verified {
+                sub: "u".into(),
+                exp: NOW + 100,
+            };
+            cache.insert(key, &v, 1, NOW);
+        }
+        assert!(cache.len() <= CACHE_SHARDS * 4, "{}", cache.len());
     }
 }

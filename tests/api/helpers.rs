@@ -340,10 +340,10 @@ impl TestApp {
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(r) = self.get("/readyz").send().await {
-                if r.status() == 200 {
-                    return;
-                }
+            if let Ok(r) = self.get("/readyz").send().await
+                && r.status() == 200
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -401,6 +401,24 @@ impl GatewayProcess {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// Waits (up to 20 s) until `/readyz` answers 200 (store up, JWKS loaded).
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = client.get(self.url("/readyz")).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("gateway process on {} never became ready", self.addr);
+    }
+
     async fn wait_healthy(&self) {
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -408,10 +426,10 @@ impl GatewayProcess {
             .expect("client");
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if let Ok(r) = client.get(self.url("/healthz")).send().await {
-                if r.status() == 200 {
-                    return;
-                }
+            if let Ok(r) = client.get(self.url("/healthz")).send().await
+                && r.status() == 200
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -491,6 +509,12 @@ pub async fn raw_request(addr: SocketAddr, bytes: &[u8]) -> String {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An `Authorization` header value that a gateway started with `env` accepts for `sub`: any
+/// gateway whose env includes [`jwt_env`] trusts the test keys, so this is [`bearer`].
+pub fn bearer_for(_env: &[(String, String)], sub: &str) -> String {
+    bearer(sub)
 }
 
 // ---------------------------------------------------------------------------------------------
