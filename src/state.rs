@@ -52,8 +52,12 @@ impl AppState {
         Ok(AppState {
             jwt,
             demo,
-            reservation: Upstream::new(config.reservation.clone(), metrics.clone())?,
-            payment: Upstream::new(config.payment.clone(), metrics.clone())?,
+            reservation: Upstream::new(
+                config.reservation.clone(),
+                &config.routing,
+                metrics.clone(),
+            )?,
+            payment: Upstream::new(config.payment.clone(), &config.routing, metrics.clone())?,
             config,
             store,
             metrics,

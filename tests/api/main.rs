@@ -6,3 +6,5 @@ mod helpers;
 
 mod auth;
 mod proxy;
+
+mod routing;
