@@ -4,9 +4,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use tokio::sync::Semaphore;
+
 use crate::config::Config;
 use crate::demo::DemoIssuer;
 use crate::jwt::JwtVerifier;
+use crate::middleware::{overload, ratelimit::Limiter};
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
@@ -21,6 +24,10 @@ pub struct AppState {
     pub jwt: JwtVerifier,
     /// `--demo` only: the dev signing key behind `GET /demo/token`.
     pub demo: Option<DemoIssuer>,
+    /// The per-client rate limiter (issue #4).
+    pub limiter: Arc<Limiter>,
+    /// `MAX_IN_FLIGHT` permits, one set for every `/api` route (issue #4).
+    pub in_flight: Arc<Semaphore>,
     /// Set when shutdown begins: `/readyz` answers 503 from then on (SPEC §9).
     shutting_down: AtomicBool,
 }
@@ -58,6 +65,12 @@ impl AppState {
                 metrics.clone(),
             )?,
             payment: Upstream::new(config.payment.clone(), &config.routing, metrics.clone())?,
+            limiter: Arc::new(Limiter::new(
+                &config.rate_limit,
+                store.clone(),
+                metrics.clone(),
+            )),
+            in_flight: overload::permits(config.max_in_flight),
             config,
             store,
             metrics,

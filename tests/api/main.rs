@@ -6,5 +6,6 @@ mod helpers;
 
 mod auth;
 mod proxy;
+mod ratelimit;
 
 mod routing;
