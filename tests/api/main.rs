@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod auth;
 mod listener;
 mod observability;
 mod proxy;
