@@ -3,3 +3,4 @@
 pub mod auth;
 pub mod client_ip;
 pub mod context;
+pub mod idempotency;
