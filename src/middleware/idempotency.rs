@@ -35,7 +35,7 @@ use crate::store::Store;
 use crate::store::idempotency::{
     self as records, Acquire, Fingerprint, Lease, RecordKey, Scope, StoredResponse,
 };
-use crate::telemetry::Metrics;
+use crate::telemetry::{AccessLog, Metrics};
 
 pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -140,13 +140,15 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         let policy = self.policy.clone();
         Box::pin(async move {
+            // Report the outcome on the access line too (issue #7).
+            let log = req.extensions().get::<AccessLog>().cloned();
             let (record, fp, trace_id, req) = match policy.prepare(req).await {
                 Ok(p) => p,
                 Err(e) => return Ok(e.into_response()),
             };
             // Detached from the client's connection: once acquired, the record is completed or
             // released even if the client disconnects and this future is dropped.
-            let run = context::with_trace_id(trace_id, policy.run(inner, record, fp, req))
+            let run = context::with_trace_id(trace_id, policy.run(inner, record, fp, req, log))
                 .instrument(tracing::Span::current());
             match tokio::spawn(run).await {
                 Ok(res) => res,
@@ -198,29 +200,31 @@ impl Policy {
         record: RecordKey,
         fp: Fingerprint,
         req: Request,
+        log: Option<AccessLog>,
     ) -> Result<Response, S::Error>
     where
         S: Service<Request, Response = Response>,
     {
+        let log = log.as_ref();
         let lease = match records::acquire(&self.store, &record, fp, self.in_flight_ttl).await {
             Ok(Acquire::Acquired(lease)) => {
-                self.count("new");
+                self.count(log, "new");
                 lease
             }
             Ok(Acquire::Completed(stored)) => {
-                self.count("replayed");
+                self.count(log, "replayed");
                 return Ok(replay(stored));
             }
             Ok(Acquire::InFlight) => {
-                self.count("in_progress");
+                self.count(log, "in_progress");
                 return Ok(ApiError::IdempotencyInProgress.into_response());
             }
             Ok(Acquire::Conflict) => {
-                self.count("conflict");
+                self.count(log, "conflict");
                 return Ok(ApiError::IdempotencyConflict.into_response());
             }
             Err(e) => {
-                self.count("store_error");
+                self.count(log, "store_error");
                 tracing::warn!(error = %e, "idempotency store unavailable: write refused");
                 return Ok(ApiError::UpstreamUnavailable(
                     "the idempotency store is unavailable, retry later",
@@ -232,19 +236,19 @@ impl Policy {
         let res = match AssertUnwindSafe(inner.call(req)).catch_unwind().await {
             Ok(Ok(res)) => res,
             Ok(Err(e)) => {
-                self.release(&lease).await;
+                self.release(&lease, log).await;
                 return Err(e);
             }
             Err(_) => {
                 tracing::error!("handler panicked behind the idempotency layer");
-                self.release(&lease).await;
+                self.release(&lease, log).await;
                 return Ok(ApiError::Internal.into_response());
             }
         };
 
         let rejected = res.extensions().get::<GatewayError>().is_some();
         if !is_stored(res.status(), rejected) {
-            self.release(&lease).await;
+            self.release(&lease, log).await;
             return Ok(res);
         }
         let (parts, body) = res.into_parts();
@@ -261,7 +265,7 @@ impl Policy {
                     Err(e) => {
                         // The operation ran: the client still gets its answer. The record stays
                         // in flight until its TTL, so a retry meanwhile is 409, never a rerun.
-                        self.count("store_error");
+                        self.count(log, "store_error");
                         tracing::warn!(error = %e, "could not store the idempotent response");
                     }
                 }
@@ -269,25 +273,28 @@ impl Policy {
             }
             Collected::TooLarge(body) => {
                 tracing::warn!("response over MAX_BODY_SIZE: not stored for replay");
-                self.release(&lease).await;
+                self.release(&lease, log).await;
                 Ok(Response::from_parts(parts, body))
             }
             Collected::Failed => {
-                self.release(&lease).await;
+                self.release(&lease, log).await;
                 Ok(ApiError::UpstreamError.into_response())
             }
         }
     }
 
-    async fn release(&self, lease: &Lease) {
+    async fn release(&self, lease: &Lease, log: Option<&AccessLog>) {
         if let Err(e) = records::release(&self.store, lease).await {
             // The record expires after the in-flight TTL; until then a retry is 409.
-            self.count("store_error");
+            self.count(log, "store_error");
             tracing::warn!(error = %e, "could not release the idempotency record");
         }
     }
 
-    fn count(&self, outcome: &str) {
+    fn count(&self, log: Option<&AccessLog>, outcome: &'static str) {
+        if let Some(log) = log {
+            log.idempotency(outcome);
+        }
         self.metrics
             .idempotency_outcomes
             .with_label_values(&[outcome])

@@ -560,7 +560,7 @@ mod tests {
             lease(m.acquire(&key(n), fp("a"), "o".into(), IN_FLIGHT, after));
         }
         let much_later = after + IN_FLIGHT + SWEEP_EVERY;
-        for n in 1000..1000 + SHARDS as u128 * 4 {
+        for n in 1000..1000 + SHARDS as u128 * 32 {
             let l = lease(m.acquire(&key(n), fp("a"), "o".into(), IN_FLIGHT, much_later));
             m.release(&l, much_later);
         }
