@@ -33,8 +33,12 @@ impl AppState {
     pub fn new(config: Config, store: Store) -> Result<Self, StateError> {
         let metrics = Arc::new(Metrics::new()?);
         Ok(AppState {
-            reservation: Upstream::new(config.reservation.clone(), metrics.clone())?,
-            payment: Upstream::new(config.payment.clone(), metrics.clone())?,
+            reservation: Upstream::new(
+                config.reservation.clone(),
+                &config.routing,
+                metrics.clone(),
+            )?,
+            payment: Upstream::new(config.payment.clone(), &config.routing, metrics.clone())?,
             config,
             store,
             metrics,

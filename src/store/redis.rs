@@ -167,11 +167,18 @@ fn map_err(e: RedisError) -> StoreError {
 
 async fn connect(cfg: &RedisConfig) -> Result<Conn, RedisError> {
     if cfg.cluster {
+        // MOVED/ASK are followed at once; a node that drops is reconnected in the background
+        // while the call falls back to its shard's replica (which answers MOVED to the new
+        // master once one is promoted) and a slot-map refresh. The default retry waits (1.28 s
+        // and up) could never fit in CALL_TIMEOUT, so TRYAGAIN/CLUSTERDOWN are retried after
+        // 10–100 ms instead; what still fails within CALL_TIMEOUT is the policy's fallback.
         let mut builder =
             redis::cluster::ClusterClientBuilder::new(cfg.urls.iter().map(String::as_str))
                 .connection_timeout(Duration::from_secs(1))
                 .response_timeout(CALL_TIMEOUT)
-                .retries(2);
+                .retries(3)
+                .min_retry_wait(10)
+                .max_retry_wait(100);
         if let Some(pw) = &cfg.password {
             builder = builder.password(pw.expose());
         }

@@ -6,3 +6,5 @@ mod helpers;
 
 mod idempotency;
 mod proxy;
+
+mod routing;
