@@ -6,5 +6,6 @@ mod helpers;
 
 mod idempotency;
 mod proxy;
+mod ratelimit;
 
 mod routing;
