@@ -5,6 +5,7 @@
 mod helpers;
 
 mod idempotency;
+mod observability;
 mod proxy;
 mod ratelimit;
 
