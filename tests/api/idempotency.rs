@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     AppOptions, Backend, GatewayProcess, RedisServer, TestApp, assert_error, base_env, json,
-    spawn_app_on, spawn_app_with,
+    jwt_env, spawn_app_on, spawn_app_with,
 };
 use crate::store_contract;
 
@@ -142,6 +142,7 @@ async fn replicas_sharing_one_redis_run_a_write_once() {
     app.reservation.set_delay(Duration::from_millis(500));
     let mut env = base_env(&app.reservation, &app.payment, Some(&redis.addr()));
     env.push((slow.0.to_owned(), slow.1.to_owned()));
+    env.extend(jwt_env(&app.jwks));
     let a = GatewayProcess::start(&env).await;
     let b = GatewayProcess::start(&env).await;
     let urls = [a.url(CREATE), b.url(CREATE), app.url(CREATE)];
@@ -204,12 +205,6 @@ store_contract!(another_user_with_the_same_key_is_independent);
 
 async fn another_user_with_the_same_key_is_independent(b: Backend) {
     let app = spawn_app_on(b).await;
-    // TEMPORARY until JWT auth (issue #3) is on main: without it no `Caller` is set.
-    let anonymous = app.post(INTENT).send().await.unwrap();
-    if anonymous.status() != 401 {
-        eprintln!("SKIPPED: no auth layer yet, callers cannot be told apart");
-        return;
-    }
     let key = new_key();
     let body = json!({"amount": 100});
     let first = write(&app, INTENT, "user-1", &key, &body)

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod auth;
 mod idempotency;
 mod observability;
 mod proxy;
