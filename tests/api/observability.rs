@@ -24,8 +24,8 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, GatewayProcess, RedisServer, base_env, bearer_for, free_port, json as body_json,
-    spawn_app_on,
+    Backend, GatewayProcess, JwksServer, RedisServer, TestKey, base_env, bearer_for, free_port,
+    json as body_json, jwt_env, spawn_app_on,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -161,6 +161,7 @@ struct Stack {
     payment: MockUpstream,
     env: Vec<(String, String)>,
     client: reqwest::Client,
+    _jwks: JwksServer,
 }
 
 async fn start_stack(extra: &[(&str, &str)], logs: Option<Arc<Mutex<Vec<String>>>>) -> Stack {
@@ -169,7 +170,9 @@ async fn start_stack(extra: &[(&str, &str)], logs: Option<Arc<Mutex<Vec<String>>
         .await
         .unwrap();
     let payment = MockUpstream::start(Role::Payment, loopback).await.unwrap();
+    let jwks = JwksServer::start(&TestKey::defaults()).await;
     let mut env = base_env(&reservation, &payment, None);
+    env.extend(jwt_env(&jwks));
     env.retain(|(k, _)| extra.iter().all(|(e, _)| e != k));
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let gw = match logs {
@@ -187,6 +190,7 @@ async fn start_stack(extra: &[(&str, &str)], logs: Option<Arc<Mutex<Vec<String>>
         payment,
         env,
         client,
+        _jwks: jwks,
     }
 }
 
