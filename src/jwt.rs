@@ -214,7 +214,7 @@ impl JwtVerifier {
     pub fn start(&self) {
         if self.inner.skip_verify {
             tracing::warn!(
-                "JWT_SKIP_VERIFY=true: bearer token SIGNATURES ARE NOT CHECKED; anyone can claim \
+                "JWT_SKIP_VERIFY=true: token SIGNATURES ARE NOT CHECKED; anyone can claim \
                  any user. Development only, never in production."
             );
             return;

@@ -346,6 +346,26 @@ async fn a_flood_of_unknown_kids_costs_one_jwks_fetch() {
 }
 
 #[tokio::test]
+async fn a_slow_jwks_never_holds_a_request_for_long() {
+    let app =
+        spawn_app_with(AppOptions::new(Backend::Memory).env("JWT_REFRESH_MIN_INTERVAL", "1s"))
+            .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    app.jwks.set_delay(Duration::from_secs(10));
+    let token = format!("Bearer {}", TestKey::rsa2().sign(&claims_for("slow")));
+    let started = Instant::now();
+    assert_401(get_with(&app, Some(&token)).await, INVALID).await;
+    // The request waits a short bound (500 ms) for the refresh it started, not the 10 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // Known keys are unaffected while the refresh hangs.
+    assert_accepted(&app, &app.bearer("meanwhile")).await;
+}
+
+#[tokio::test]
 async fn jwks_down_at_start_means_503_and_not_ready_until_it_comes_up() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/.well-known/jwks.json");
