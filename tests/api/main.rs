@@ -4,4 +4,5 @@
 
 mod helpers;
 
+mod openapi;
 mod proxy;
