@@ -24,6 +24,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::middleware::context;
+use crate::middleware::overload::OverloadLayer;
+use crate::middleware::ratelimit::RateLimitLayer;
 use crate::openapi;
 use crate::routes::{health, payments, reservations};
 use crate::state::AppState;
@@ -55,7 +57,22 @@ pub fn router(state: Arc<AppState>) -> Router {
 
     // Every /api route: overload shedding, then the per-client rate limit (issue #4), before auth
     // so a flood cannot burn CPU on signatures.
-    let api = protected;
+    let api = protected.route_layer(
+        ServiceBuilder::new()
+            // Cheapest refusal first: one shared semaphore, no store call.
+            .layer(OverloadLayer::new(
+                state.in_flight.clone(),
+                state.metrics.clone(),
+            ))
+            // One store round trip; 429 and the RateLimit headers.
+            .option_layer(
+                state
+                    .config
+                    .rate_limit
+                    .enabled
+                    .then(|| RateLimitLayer::new(state.limiter.clone())),
+            ),
+    );
 
     Router::new()
         .route("/healthz", get(health::healthz))
@@ -133,4 +150,34 @@ fn cors(config: &Config) -> Option<CorsLayer> {
             .expose_headers(expose_headers.map(HeaderName::from_static))
             .max_age(std::time::Duration::from_secs(600)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use axum::body::Body;
+    use http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn boom() -> &'static str {
+        let v: Vec<&str> = Vec::new();
+        v[0] // index out of bounds: a bug
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_becomes_a_json_500() {
+        let app: Router = Router::new()
+            .route("/boom", get(boom))
+            .layer(CatchPanicLayer::custom(panic_response));
+        let res = app
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 500);
+        let body = axum::body::to_bytes(res.into_body(), 4096).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "INTERNAL_ERROR");
+    }
 }

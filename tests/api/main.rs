@@ -6,3 +6,6 @@ mod helpers;
 
 mod openapi;
 mod proxy;
+mod ratelimit;
+
+mod routing;
