@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod observability;
 mod openapi;
 mod proxy;
 mod ratelimit;
