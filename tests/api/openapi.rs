@@ -18,8 +18,10 @@ use crate::helpers::{Backend, json, spawn_app_on};
 
 /// Served, but not part of the public API.
 const NOT_PUBLIC: &[(&str, &str)] = &[
-    // `--demo` only: a ready-made bearer token for the demo's own key (SPEC §1).
+    // `--demo` only: a ready-made bearer token for the demo's own key, and that key's JWKS
+    // (SPEC §1).
     ("GET", "/demo/token"),
+    ("GET", "/demo/jwks.json"),
 ];
 
 /// Documented from SPEC §5 before their handlers exist (issue #6, the waiting room). The tests
