@@ -5,6 +5,7 @@
 //! - `config`: typed, validated environment (SPEC §8).
 //! - `error`: `ApiError`, the one JSON error shape (SPEC §4).
 //! - `state`: `AppState`, built once and shared.
+//! - `jwt`: bearer-token checks and the JWKS cache (the auth layer is in `middleware`).
 //! - `router`: every route and layer, in request order.
 //! - `middleware`: request context, client address, and the policy layers.
 //! - `routes`: thin handlers.
@@ -13,12 +14,15 @@
 //! - `telemetry`: logs, metrics, traces.
 //! - `mock_upstream`: fake reservation and payment APIs that record what they receive.
 //! - `demo`: `--demo`, the whole stack in one process.
+//! - `openapi`: the OpenAPI 3.1 document of every public route, served at `/openapi.json`.
 pub mod app;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod jwt;
 pub mod middleware;
 pub mod mock_upstream;
+pub mod openapi;
 pub mod router;
 pub mod routes;
 pub mod state;

@@ -10,9 +10,15 @@ async fn main() -> ExitCode {
     if args.iter().any(|a| a == "--healthcheck") {
         return healthcheck().await;
     }
+    if args.iter().any(|a| a == "--print-openapi") {
+        println!("{}", gateway_api::openapi::document_pretty());
+        return ExitCode::SUCCESS;
+    }
     let demo_mode = args.iter().any(|a| a == "--demo");
     if let Some(bad) = args.iter().find(|a| *a != "--demo") {
-        eprintln!("unknown argument {bad:?}; usage: gateway [--demo | --healthcheck]");
+        eprintln!(
+            "unknown argument {bad:?}; usage: gateway [--demo | --healthcheck | --print-openapi]"
+        );
         return ExitCode::from(2);
     }
     let config = match Config::from_env() {
@@ -22,12 +28,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    gateway_api::telemetry::logs::init(&config.telemetry.log_level);
+    let traces = gateway_api::telemetry::logs::init_with_traces(&config.telemetry);
     let result = if demo_mode {
         demo::run(config).await
     } else {
         run(config).await
     };
+    if let Some(t) = traces {
+        t.shutdown().await; // the last spans, after the last request
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -6,7 +6,7 @@
 //!    out stamps `X-Request-ID`, `X-Trace-Id` and the security headers. A panic below it becomes a
 //!    JSON 500. CORS preflights are answered here, before any policy.
 //! 3. Routing: unknown path → 404, wrong method → 405 (both JSON). Health, readiness, version and
-//!    metrics are answered without any policy.
+//!    metrics (and the OpenAPI document) are answered without any policy.
 //! 4. `/api` route layers, cheapest refusal first: overload shedding and the per-client rate limit
 //!    (issue #4), then authentication (issue #3), then idempotency on writes (issue #5).
 //! 5. The handler validates ids, maps the path and forwards (`routes.rs`, `upstream.rs`).
@@ -22,13 +22,19 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::Config;
+use crate::demo;
 use crate::error::ApiError;
+use crate::middleware::auth::AuthLayer;
 use crate::middleware::context;
+use crate::middleware::idempotency::IdempotencyLayer;
+use crate::middleware::overload::OverloadLayer;
+use crate::middleware::ratelimit::RateLimitLayer;
+use crate::openapi;
 use crate::routes::{health, payments, reservations};
 use crate::state::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
-    // Writes: each one needs an Idempotency-Key (SPEC §6; the layer comes with issue #5).
+    // Writes: each one needs an Idempotency-Key (SPEC §6).
     let writes = Router::new()
         .route("/api/v1/reservations/create", post(reservations::create))
         .route("/api/v1/reservations", post(reservations::create))
@@ -40,28 +46,51 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/reservations/{id}/confirm",
             post(reservations::confirm),
         )
-        .route("/api/v1/payment/intent", post(payments::create_intent));
+        .route("/api/v1/payment/intent", post(payments::create_intent))
+        // Exactly-once: replay, 409 or run; inside auth so a record belongs to the caller.
+        .route_layer(IdempotencyLayer::new(&state));
 
     let reads = Router::new()
         .route("/api/v1/reservations/{id}", get(reservations::get))
         .route("/api/v1/payment/intent/{id}", get(payments::get_intent));
 
-    // Protected routes need a verified bearer token (SPEC §2; the layer comes with issue #3).
-    let protected = reads.merge(writes);
+    // Protected routes need a verified bearer token (SPEC §2): sets `Caller` for later layers.
+    let protected = reads.merge(writes).route_layer(AuthLayer::required(
+        state.jwt.clone(),
+        state.metrics.clone(),
+    ));
 
     // The waiting room (issue #6): join/status/leave, and `enter` behind idempotency; auth optional.
     // let queue = ...;
 
     // Every /api route: overload shedding, then the per-client rate limit (issue #4), before auth
     // so a flood cannot burn CPU on signatures.
-    let api = protected;
+    let api = protected.route_layer(
+        ServiceBuilder::new()
+            // Cheapest refusal first: one shared semaphore, no store call.
+            .layer(OverloadLayer::new(
+                state.in_flight.clone(),
+                state.metrics.clone(),
+            ))
+            // One store round trip; 429 and the RateLimit headers.
+            .option_layer(
+                state
+                    .config
+                    .rate_limit
+                    .enabled
+                    .then(|| RateLimitLayer::new(state.limiter.clone())),
+            ),
+    );
 
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/version", get(health::version))
         .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::serve))
         .merge(api)
+        // `--demo` only (absent otherwise, so 404): mint a token for the dev key.
+        .merge(demo::routes(state.demo.is_some()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(

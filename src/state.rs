@@ -4,7 +4,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use tokio::sync::Semaphore;
+
 use crate::config::Config;
+use crate::demo::DemoIssuer;
+use crate::jwt::JwtVerifier;
+use crate::middleware::{overload, ratelimit::Limiter};
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
@@ -15,6 +20,14 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub reservation: Upstream,
     pub payment: Upstream,
+    /// Bearer-token verification and the JWKS cache (issue #3).
+    pub jwt: JwtVerifier,
+    /// `--demo` only: the dev signing key behind `GET /demo/token`.
+    pub demo: Option<DemoIssuer>,
+    /// The per-client rate limiter (issue #4).
+    pub limiter: Arc<Limiter>,
+    /// `MAX_IN_FLIGHT` permits, one set for every `/api` route (issue #4).
+    pub in_flight: Arc<Semaphore>,
     /// Set when shutdown begins: `/readyz` answers 503 from then on (SPEC §9).
     shutting_down: AtomicBool,
 }
@@ -27,14 +40,37 @@ pub enum StateError {
     Http(#[from] reqwest::Error),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("demo signing key: {0}")]
+    DemoKey(#[from] jsonwebtoken::errors::Error),
 }
 
 impl AppState {
     pub fn new(config: Config, store: Store) -> Result<Self, StateError> {
         let metrics = Arc::new(Metrics::new()?);
+        let jwt = JwtVerifier::new(&config.jwt, metrics.clone())?;
+        // `--demo` trusts a key generated here instead of fetching a JWKS.
+        let demo = if config.demo {
+            let issuer = DemoIssuer::generate(&config.jwt)?;
+            jwt.trust(&issuer.jwks());
+            Some(issuer)
+        } else {
+            None
+        };
         Ok(AppState {
-            reservation: Upstream::new(config.reservation.clone(), metrics.clone())?,
-            payment: Upstream::new(config.payment.clone(), metrics.clone())?,
+            jwt,
+            demo,
+            reservation: Upstream::new(
+                config.reservation.clone(),
+                &config.routing,
+                metrics.clone(),
+            )?,
+            payment: Upstream::new(config.payment.clone(), &config.routing, metrics.clone())?,
+            limiter: Arc::new(Limiter::new(
+                &config.rate_limit,
+                store.clone(),
+                metrics.clone(),
+            )),
+            in_flight: overload::permits(config.max_in_flight),
             config,
             store,
             metrics,

@@ -4,4 +4,13 @@
 
 mod helpers;
 
+mod auth;
+mod demo;
+mod idempotency;
+mod listener;
+mod observability;
+mod openapi;
 mod proxy;
+mod ratelimit;
+
+mod routing;
