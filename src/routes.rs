@@ -151,6 +151,7 @@ fn error_type(e: &UpstreamError) -> &'static str {
         UpstreamError::Connect(_) => "connect_error",
         UpstreamError::Protocol(_) => "protocol_error",
         UpstreamError::Saturated => "saturated",
+        UpstreamError::CircuitOpen => "circuit_open",
         #[allow(unreachable_patterns, reason = "the upstream module grows new kinds")]
         _ => "upstream_error",
     }

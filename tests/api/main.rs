@@ -4,4 +4,8 @@
 
 mod helpers;
 
+mod observability;
 mod proxy;
+mod ratelimit;
+
+mod routing;
