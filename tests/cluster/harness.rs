@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use gateway_api::mock_upstream::{MockUpstream, Role};
 
-use crate::helpers::{GatewayProcess, base_env, bearer_for};
+use crate::helpers::{GatewayProcess, JwksServer, TestKey, base_env, bearer_for, jwt_env};
 
 /// Cluster tests start six redis-servers and three gateways each; on a small machine they run
 /// one at a time so that their timing (rates, failover windows) measures the code, not the
@@ -239,6 +239,8 @@ pub struct Replicas {
     pub payment: MockUpstream,
     pub env: Vec<(String, String)>,
     pub client: reqwest::Client,
+    /// The identity provider every replica trusts (`helpers::bearer(sub)` tokens verify).
+    pub jwks: JwksServer,
 }
 
 impl Replicas {
@@ -251,7 +253,9 @@ impl Replicas {
         let payment = MockUpstream::start(Role::Payment, loopback)
             .await
             .expect("mock");
+        let jwks = JwksServer::start(&TestKey::defaults()).await;
         let mut env = base_env(&reservation, &payment, Some(&cluster.addr()));
+        env.extend(jwt_env(&jwks));
         env.push(("REDIS_CLUSTER".to_owned(), "true".to_owned()));
         if let Some(pw) = &cluster.password {
             env.push(("REDIS_PASSWORD".to_owned(), pw.clone()));
@@ -270,6 +274,7 @@ impl Replicas {
             reservation,
             payment,
             env,
+            jwks,
             client: reqwest::Client::builder()
                 .no_proxy()
                 .timeout(Duration::from_secs(10))
