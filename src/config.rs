@@ -728,7 +728,11 @@ mod tests {
     fn a_cluster_refuses_a_database_other_than_zero() {
         let e = cfg(&[("REDIS_ADDR", "a:1,b:2"), ("REDIS_DB", "3")]).unwrap_err();
         assert!(e.to_string().starts_with("REDIS_DB=\"3\""), "{e}");
-        let e = cfg(&[("REDIS_ADDR", "a:1"), ("REDIS_CLUSTER", "true"), ("REDIS_DB", "1")]);
+        let e = cfg(&[
+            ("REDIS_ADDR", "a:1"),
+            ("REDIS_CLUSTER", "true"),
+            ("REDIS_DB", "1"),
+        ]);
         assert!(e.is_err());
         let c = cfg(&[("REDIS_ADDR", "a:1,b:2"), ("REDIS_DB", "0")]).unwrap();
         assert!(c.redis.unwrap().cluster);

@@ -241,27 +241,30 @@ async fn invariants_hold_after_a_master_failover() {
     );
     let replicas = Arc::new(Replicas::start(3, &cluster, invariants::ENV).await);
 
-    // The event's keys pick the victim; a client whose bucket lives there too.
-    let event = "failover-sale";
-    let res = replicas
-        .client
-        .post(replicas.url(0, "/api/v1/queue/join"))
-        .header("x-forwarded-for", fresh_client())
-        .json(&serde_json::json!({"event_id": event}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 202);
-    let token = res.json::<serde_json::Value>().await.unwrap()["waiting_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let victim = cluster.master_holding("{q:*").expect("the event's keys");
-    let client_on_victim = loop {
-        let ip = fresh_client();
-        if cluster.master_of(&format!("rl:{{{ip}}}")) == victim {
-            break ip;
+    // The victim: the master holding one client's bucket, and an event's waiting room.
+    let client_on_victim = fresh_client();
+    let victim = cluster.master_of(&format!("rl:{{{client_on_victim}}}"));
+    let mut k = 0;
+    let (event, token) = loop {
+        let event = format!("failover-sale-{k}");
+        let res = replicas
+            .client
+            .post(replicas.url(0, "/api/v1/queue/join"))
+            .header("x-forwarded-for", fresh_client())
+            .json(&serde_json::json!({"event_id": event}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 202);
+        let token = res.json::<serde_json::Value>().await.unwrap()["waiting_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let keys = cluster.cli(victim, &["--scan", "--pattern", "{q:*"]);
+        if !keys.trim().is_empty() {
+            break (event, token);
         }
+        k += 1;
     };
 
     // Traffic: one request of each kind every ~30 ms, round robin over the replicas.
@@ -391,5 +394,5 @@ async fn invariants_hold_after_a_master_failover() {
     );
     invariants::rate_limit(&replicas, &client_on_victim, 4.0).await;
     invariants::idempotency(&replicas, 30).await;
-    invariants::queue(&replicas, event, 300, Duration::from_secs(6)).await;
+    invariants::queue(&replicas, &event, 300, Duration::from_secs(6)).await;
 }

@@ -24,6 +24,8 @@ pub const ENV: &[(&str, &str)] = &[
     ("RATE_LIMIT_BURST", "10"),
     ("TRUSTED_PROXIES", "127.0.0.1/32"),
     ("QUEUE_ADMISSION_RPS", "20"),
+    // The idempotency check slows the payment mock to 500 ms so that 30 writes overlap.
+    ("UPSTREAM_PAYMENT_TIMEOUT", "2s"),
 ];
 
 /// A client address no other request in this test binary uses.
