@@ -216,6 +216,18 @@ async fn a_password_protected_cluster_is_used_with_redis_password() {
         bump(&wrong, "pw").await.is_err(),
         "a wrong password is refused"
     );
+    // The whole cluster gone: the gateway says it is not ready.
+    for n in cluster.topology() {
+        cluster.kill(n.port);
+    }
+    let start = Instant::now();
+    while replicas.ready(0).await {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still ready with every node dead"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// What one request of the failover traffic got, and when (from the kill).
