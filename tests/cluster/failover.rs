@@ -399,6 +399,35 @@ async fn invariants_hold_after_a_master_failover() {
         "recovered without restart"
     );
 
+    // A replica that met store errors limits locally until its backoff (up to 5 s) lets a probe
+    // find the store again: wait for every replica to be back on the shared buckets.
+    let mut fallback_until = 0.0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for i in 0..replicas.len() {
+        loop {
+            let _ = replicas
+                .client
+                .get(replicas.url(i, "/api/v1/reservations/r1"))
+                .header("authorization", replicas.bearer("probe"))
+                .header("x-forwarded-for", fresh_client())
+                .send()
+                .await;
+            if !replicas.rate_limit_fallback(i).await {
+                break;
+            }
+            fallback_until = t0.elapsed().as_secs_f64();
+            assert!(
+                Instant::now() < deadline,
+                "replica {i} never left the local fallback"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    eprintln!(
+        "rate-limit local fallback seen until +{:.2} s after the kill",
+        (fallback_until - killed_at).max(0.0)
+    );
+
     // The invariants, after recovery, on the promoted replica's slots.
     assert_eq!(
         cluster.master_of(&format!("rl:{{{client_on_victim}}}")),

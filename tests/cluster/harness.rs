@@ -312,6 +312,21 @@ impl Replicas {
         panic!("gateway {i} not ready within {limit:?}");
     }
 
+    /// Replica `i`'s `ratelimit_fallback_active` gauge (1 while it limits with local buckets).
+    pub async fn rate_limit_fallback(&self, i: usize) -> bool {
+        let text = self
+            .client
+            .get(self.url(i, "/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .any(|l| l.starts_with("ratelimit_fallback_active") && l.trim_end().ends_with(" 1"))
+    }
+
     /// An `Authorization` value these gateways accept for `sub`.
     pub fn bearer(&self, sub: &str) -> String {
         bearer_for(&self.env, sub)
