@@ -101,12 +101,12 @@ pub struct IdempotencyReport {
     pub replayed: u32,
 }
 
-/// `n` identical writes with one Idempotency-Key at once, round robin over the replicas (the
+/// `n` identical writes by `sub` with one Idempotency-Key at once, round robin over the replicas (the
 /// upstream slowed down so they overlap): one upstream call; the others are told "in progress"
 /// or get the stored answer replayed; afterwards every replica replays it.
-pub async fn idempotency(r: &Replicas, n: usize) -> IdempotencyReport {
+pub async fn idempotency(r: &Replicas, n: usize, sub: &str) -> IdempotencyReport {
     let key = uuid::Uuid::new_v4().to_string();
-    let auth = r.bearer("idem-user");
+    let auth = r.bearer(sub);
     let body = json!({"reservation_id": "r-idem", "amount": 4200, "currency": "EUR"});
     let before = r.payment.count();
     r.payment.set_delay(Duration::from_millis(500));

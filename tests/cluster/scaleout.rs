@@ -24,7 +24,7 @@ async fn one_client_over_three_replicas_gets_burst_plus_rate_times_t() {
 async fn thirty_identical_writes_over_three_replicas_reach_the_upstream_once() {
     let _serial = SERIAL.lock().await;
     let (_cluster, replicas) = setup().await;
-    invariants::idempotency(&replicas, 30).await;
+    invariants::idempotency(&replicas, 30, "idem-user").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
