@@ -31,7 +31,7 @@ use tower::{Layer, Service};
 
 use crate::error::{ApiError, AuthFailure};
 use crate::jwt::{self, JwtVerifier, VerifyError};
-use crate::telemetry::Metrics;
+use crate::telemetry::{AccessLog, Metrics};
 
 /// The verified caller: the token's `sub`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +123,7 @@ impl AuthLayer {
                     .jwt_verifications
                     .with_label_values(&["no_keys"])
                     .inc();
-                tracing::warn!("bearer token not checked: no JWKS loaded yet");
+                tracing::warn!("token not checked: no JWKS loaded yet");
                 Err(ApiError::UpstreamUnavailable(
                     "authentication is not available yet, retry later",
                 ))
@@ -140,9 +140,9 @@ impl AuthLayer {
             Some(t) => tracing::info!(
                 auth.reason = reason,
                 token.hash = %jwt::fingerprint(t),
-                "bearer token refused"
+                "authentication refused"
             ),
-            None => tracing::info!(auth.reason = reason, "bearer token refused"),
+            None => tracing::info!(auth.reason = reason, "authentication refused"),
         }
         ApiError::Unauthenticated(failure)
     }
@@ -187,6 +187,9 @@ where
         Box::pin(async move {
             match layer.authenticate(req.headers()).await {
                 Ok(Some(caller)) => {
+                    if let Some(log) = req.extensions().get::<AccessLog>() {
+                        log.user(caller.user_id());
+                    }
                     req.extensions_mut().insert(caller);
                 }
                 Ok(None) => {}

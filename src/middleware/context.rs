@@ -22,6 +22,7 @@ use prometheus::IntGauge;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use crate::app::framing;
 use crate::error::ApiError;
 use crate::middleware::client_ip;
 use crate::state::AppState;
@@ -202,6 +203,12 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
                 if uri_len(req.uri()) > MAX_URI_LEN {
                     return ApiError::UriTooLong.into_response();
                 }
+                if req.extensions().get::<framing::Refused>().is_some() {
+                    let mut res = ApiError::BadRequest("ambiguous request framing").into_response();
+                    res.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    return res;
+                }
                 next.run(req).await
             }
             .instrument(span.clone()),
@@ -337,6 +344,18 @@ mod tests {
         );
         assert!(valid_request_id(&h).is_none());
         assert_eq!(new_request_id().len(), 36);
+    }
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for m in ["PURGE", "get", "X-ANYTHING"] {
+            assert_eq!(
+                method_label(&Method::from_bytes(m.as_bytes()).unwrap()),
+                "_OTHER"
+            );
+        }
     }
 
     #[tokio::test]
