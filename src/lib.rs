@@ -9,6 +9,7 @@
 //! - `middleware`: request context, client address, and the policy layers.
 //! - `routes`: thin handlers.
 //! - `upstream`: pooled clients for the reservation and payment APIs, header rules.
+//! - `queue`: the waiting room's domain: tokens, identities, admission arithmetic.
 //! - `store`: Redis / in-memory state shared by replicas.
 //! - `telemetry`: logs, metrics, traces.
 //! - `mock_upstream`: fake reservation and payment APIs that record what they receive.
@@ -19,6 +20,7 @@ pub mod demo;
 pub mod error;
 pub mod middleware;
 pub mod mock_upstream;
+pub mod queue;
 pub mod router;
 pub mod routes;
 pub mod state;

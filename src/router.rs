@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use http::{HeaderName, HeaderValue, Method};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -24,7 +24,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::middleware::context;
-use crate::routes::{health, payments, reservations};
+use crate::routes::{health, payments, queue, reservations};
 use crate::state::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -50,11 +50,15 @@ pub fn router(state: Arc<AppState>) -> Router {
     let protected = reads.merge(writes);
 
     // The waiting room (issue #6): join/status/leave, and `enter` behind idempotency; auth optional.
-    // let queue = ...;
+    let queue = Router::new()
+        .route("/api/v1/queue/join", post(queue::join))
+        .route("/api/v1/queue/status", get(queue::status))
+        .route("/api/v1/queue/enter", post(queue::enter))
+        .route("/api/v1/queue/leave", delete(queue::leave));
 
     // Every /api route: overload shedding, then the per-client rate limit (issue #4), before auth
     // so a flood cannot burn CPU on signatures.
-    let api = protected;
+    let api = protected.merge(queue);
 
     Router::new()
         .route("/healthz", get(health::healthz))

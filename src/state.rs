@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::Config;
+use crate::queue::EventLabels;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
@@ -15,6 +16,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub reservation: Upstream,
     pub payment: Upstream,
+    /// Bounded `event` label values for the waiting-room metrics (event ids come from clients).
+    pub queue_labels: EventLabels,
     /// Set when shutdown begins: `/readyz` answers 503 from then on (SPEC §9).
     shutting_down: AtomicBool,
 }
@@ -38,6 +41,7 @@ impl AppState {
             config,
             store,
             metrics,
+            queue_labels: EventLabels::default(),
             shutting_down: AtomicBool::new(false),
         })
     }
