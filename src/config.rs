@@ -190,7 +190,11 @@ impl Config {
         K: Into<String>,
         V: Into<String>,
     {
-        let vars = vars.into_iter().map(|(k, v)| (k.into(), v.into()));
+        // Later values win, as with `env K=v` (the harness layers overrides on defaults).
+        let vars: std::collections::HashMap<String, String> = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
         let raw: RawConfig = envy::from_iter(vars).map_err(|e| ConfigError::Env(e.to_string()))?;
         Self::parse(raw)
     }
@@ -720,6 +724,12 @@ mod tests {
         ])
         .unwrap();
         assert!(c.validate_jwt().is_ok());
+    }
+
+    #[test]
+    fn later_values_win() {
+        let c = cfg(&[("PORT", "1"), ("PORT", "2")]).unwrap();
+        assert_eq!(c.port, 2);
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub enum Role {
     Reservation,
     Payment,
     Both,
+    /// Benchmarks: every request answered at once with a small fixed JSON body (201 for POST,
+    /// 200 otherwise); nothing recorded, no state, no knobs.
+    Fixed,
 }
 
 impl std::str::FromStr for Role {
@@ -35,8 +38,9 @@ impl std::str::FromStr for Role {
             "reservation" => Ok(Role::Reservation),
             "payment" => Ok(Role::Payment),
             "both" => Ok(Role::Both),
+            "fixed" => Ok(Role::Fixed),
             other => Err(format!(
-                "unknown role {other:?}: expected reservation, payment or both"
+                "unknown role {other:?}: expected reservation, payment, both or fixed"
             )),
         }
     }
@@ -197,6 +201,9 @@ impl Drop for MockUpstream {
 }
 
 fn router(role: Role, shared: Shared) -> Router {
+    if role == Role::Fixed {
+        return Router::new().fallback(fixed);
+    }
     let mut r = Router::new();
     if matches!(role, Role::Reservation | Role::Both) {
         r = r
@@ -217,6 +224,22 @@ fn router(role: Role, shared: Shared) -> Router {
             record_and_inject,
         ))
         .with_state(shared)
+}
+
+const FIXED_BODY: &str = r#"{"reservation_id":"res_bench","event_id":"bench","status":"HELD","hold_expires_at":"2030-01-01T00:00:00Z"}"#;
+
+async fn fixed(method: axum::http::Method) -> Response {
+    let status = if method == axum::http::Method::POST {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        FIXED_BODY,
+    )
+        .into_response()
 }
 
 /// Records the request, then applies the injected delay, forced status or random failure.
@@ -286,14 +309,14 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn parse_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, Response> {
+fn parse_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, Box<Response>> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        _ => Err(error(
+        _ => Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             "VALIDATION_ERROR",
             "body must be a JSON object",
-        )),
+        ))),
     }
 }
 
@@ -308,7 +331,7 @@ fn rfc3339_in(secs: u64) -> String {
 async fn create_reservation(State(s): State<Shared>, body: Bytes) -> Response {
     let req = match parse_object(&body) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(event_id) = req.get("event_id").and_then(Value::as_str) else {
         return error(
@@ -393,7 +416,7 @@ fn transition(s: &Shared, id: &str, to: &str, forbidden_from: &str) -> Response 
 async fn create_intent(State(s): State<Shared>, body: Bytes) -> Response {
     let req = match parse_object(&body) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let id = new_id("pi");
     let intent = json!({

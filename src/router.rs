@@ -136,3 +136,33 @@ fn cors(config: &Config) -> Option<CorsLayer> {
             .max_age(std::time::Duration::from_secs(600)),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use axum::body::Body;
+    use http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn boom() -> &'static str {
+        let v: Vec<&str> = Vec::new();
+        v[0] // index out of bounds: a bug
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_becomes_a_json_500() {
+        let app: Router = Router::new()
+            .route("/boom", get(boom))
+            .layer(CatchPanicLayer::custom(panic_response));
+        let res = app
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 500);
+        let body = axum::body::to_bytes(res.into_body(), 4096).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "INTERNAL_ERROR");
+    }
+}

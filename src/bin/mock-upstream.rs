@@ -1,6 +1,6 @@
 //! `mock-upstream`: the fake reservation and payment APIs as a process (docker-compose, benchmarks).
 //!
-//! `mock-upstream [--role reservation|payment|both] [--port N]`; env `MOCK_LATENCY_MS`,
+//! `mock-upstream [--role reservation|payment|both|fixed] [--port N]`; env `MOCK_LATENCY_MS`,
 //! `MOCK_FAILURE_RATE` (0..1), `MOCK_RECORD` (default false here: a long-running mock keeps nothing).
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -38,7 +38,7 @@ async fn run() -> Result<(), String> {
             }
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}; usage: mock-upstream [--role reservation|payment|both] [--port N]"
+                    "unknown argument {other:?}; usage: mock-upstream [--role reservation|payment|both|fixed] [--port N]"
                 ));
             }
         }

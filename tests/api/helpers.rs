@@ -317,28 +317,17 @@ impl TestApp {
     /// (Until the JWT work lands, the harness runs with JWT_SKIP_VERIFY=true and this token is
     /// unsigned; the JWT work replaces it with one signed by the test JWKS key.)
     pub fn bearer(&self, sub: &str) -> String {
-        use base64::Engine;
-        let b64 = |v: serde_json::Value| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
-        };
-        let exp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 3600;
-        let header = b64(serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": "test"}));
-        let claims = b64(serde_json::json!({"sub": sub, "exp": exp}));
-        format!("Bearer {header}.{claims}.c2lnbmF0dXJl")
+        bearer_for(&[], sub)
     }
 
     /// Waits (up to 10 s) until `/readyz` answers 200.
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(r) = self.get("/readyz").send().await {
-                if r.status() == 200 {
-                    return;
-                }
+            if let Ok(r) = self.get("/readyz").send().await
+                && r.status() == 200
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -403,10 +392,10 @@ impl GatewayProcess {
             .expect("client");
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if let Ok(r) = client.get(self.url("/healthz")).send().await {
-                if r.status() == 200 {
-                    return;
-                }
+            if let Ok(r) = client.get(self.url("/healthz")).send().await
+                && r.status() == 200
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -486,4 +475,22 @@ pub async fn raw_request(addr: SocketAddr, bytes: &[u8]) -> String {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An `Authorization` header value that a gateway started with `env` accepts for `sub`.
+/// (Until the JWT work lands the harness runs with JWT_SKIP_VERIFY=true and this token is
+/// unsigned; the JWT work signs it with the test JWKS key.)
+pub fn bearer_for(_env: &[(String, String)], sub: &str) -> String {
+    use base64::Engine;
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let header = b64(serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": "test"}));
+    let claims = b64(serde_json::json!({"sub": sub, "exp": exp}));
+    format!("Bearer {header}.{claims}.c2lnbmF0dXJl")
 }

@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# The gateway measured against the direct upstream and nginx, in one run (issue #11).
+#
+#   bench/run.sh            full run (about 8 minutes on a 2-core machine)
+#   BENCH_DURATION=5 BENCH_ROUNDS=2 BENCH_QUEUE_SIZE=100000 bench/run.sh   a quicker look
+#
+# Starts on loopback: a fixed-response upstream (`mock-upstream --role fixed`), redis-server, a JWKS
+# file server, the gateway (release build) twice — A with the Redis rate limit, B with rate
+# limiting off — and nginx as a plain proxy_pass with upstream keep-alive. Loads them in turn,
+# interleaved (direct, nginx, A, B, direct, …) so machine drift cancels, and prints a markdown
+# table (also written to bench/out/results.md). Stops everything it started.
+#
+# Pinning (2 cores): the load generator runs on CPU 1; every server (upstream, proxy under test,
+# redis) on CPU 0. Each proxy thus gets one core shared with its upstream, the same for all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+OUT="$ROOT/bench/out"
+DURATION=${BENCH_DURATION:-10}
+ROUNDS=${BENCH_ROUNDS:-3}
+CONNS=${BENCH_CONNS:-64}
+QUEUE_SIZE=${BENCH_QUEUE_SIZE:-1000000}
+LOAD_CPU=${BENCH_LOAD_CPU:-1}
+SERVER_CPU=${BENCH_SERVER_CPU:-0}
+rm -rf "$OUT" && mkdir -p "$OUT"
+WORK=$(mktemp -d)
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v redis-server >/dev/null || need+=(redis-server redis-tools)
+command -v hey >/dev/null || need+=(hey)
+command -v taskset >/dev/null || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+[ "$(nproc)" -ge 2 ] || { LOAD_CPU=0; SERVER_CPU=0; }
+
+PROFILE=${BENCH_PROFILE:-release}   # `debug` only to smoke-test this script
+echo "building $PROFILE binaries…" >&2
+if [ "$PROFILE" = release ]; then cargo build --release --bins -q; else cargo build --bins -q; fi
+BIN="$ROOT/target/$PROFILE"
+
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+on_server() { taskset -c "$SERVER_CPU" "$@"; }
+on_load() { taskset -c "$LOAD_CPU" "$@"; }
+
+UP=$(free_port); RP=$(free_port); JP=$(free_port); GA=$(free_port); GB=$(free_port); NG=$(free_port)
+
+# --- upstream, redis, JWKS -----------------------------------------------------------------------
+on_server "$BIN/mock-upstream" --role fixed --port "$UP" >/dev/null & PIDS+=($!)
+on_server redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" >/dev/null & PIDS+=($!)
+wait_port "$UP"; wait_port "$RP"
+
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/key.pem" 2>/dev/null
+mkdir -p "$WORK/jwks"
+MOD=$(openssl rsa -in "$WORK/key.pem" -noout -modulus 2>/dev/null | cut -d= -f2)
+python3 - "$MOD" > "$WORK/jwks/jwks.json" <<'PY'
+import base64, json, sys
+n = base64.urlsafe_b64encode(bytes.fromhex(sys.argv[1])).rstrip(b"=").decode()
+print(json.dumps({"keys": [{"kty": "RSA", "kid": "bench", "alg": "RS256", "use": "sig", "n": n, "e": "AQAB"}]}))
+PY
+(cd "$WORK/jwks" && exec python3 -m http.server "$JP" --bind 127.0.0.1 >/dev/null 2>&1) & PIDS+=($!)
+wait_port "$JP"
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+NOW=$(date +%s)
+HEADER=$(printf '{"alg":"RS256","typ":"JWT","kid":"bench"}' | b64url)
+CLAIMS=$(printf '{"sub":"bench-user","iss":"bench-issuer","aud":"gateway","iat":%d,"exp":%d}' "$NOW" $((NOW + 7200)) | b64url)
+SIG=$(printf '%s.%s' "$HEADER" "$CLAIMS" | openssl dgst -sha256 -sign "$WORK/key.pem" -binary | b64url)
+TOKEN="$HEADER.$CLAIMS.$SIG"
+
+# --- the gateway, twice --------------------------------------------------------------------------
+start_gateway() { # port, extra env...
+  local port=$1; shift
+  env -i PATH="$PATH" PORT="$port" REDIS_ADDR="127.0.0.1:$RP" \
+    UPSTREAM_RESERVATION_BASE="http://127.0.0.1:$UP" UPSTREAM_PAYMENT_BASE="http://127.0.0.1:$UP" \
+    UPSTREAM_RESERVATION_MAX_CONCURRENCY=4096 \
+    JWT_ISSUER=bench-issuer JWT_AUDIENCE=gateway JWT_JWKS_URL="http://127.0.0.1:$JP/jwks.json" \
+    TRACE_SAMPLING=0.1 OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9" LOG_LEVEL=info \
+    RATE_LIMIT_RPS=10000000 RATE_LIMIT_BURST=10000000 QUEUE_ADMISSION_RPS=100 \
+    QUEUE_HEARTBEAT_TTL_SECONDS=3600 MAX_IN_FLIGHT=100000 "$@" \
+    taskset -c "$SERVER_CPU" "$BIN/gateway" >/dev/null 2>"$OUT/gateway-$port.err" &
+  PIDS+=($!)
+  wait_port "$port"
+  for _ in $(seq 1 100); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" = 200 ] && return 0
+    sleep 0.1
+  done
+  echo "gateway on $port never became ready" >&2; cat "$OUT/gateway-$port.err" >&2; exit 1
+}
+start_gateway "$GA"; GA_PID=${PIDS[-1]}
+start_gateway "$GB" RATE_LIMIT_ENABLED=false
+
+# --- nginx ---------------------------------------------------------------------------------------
+cat > "$WORK/nginx.conf" <<NGINX
+worker_processes 1;
+worker_cpu_affinity auto;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log $WORK/nginx-access.log;
+  upstream up { server 127.0.0.1:$UP; keepalive 128; }
+  server {
+    listen 127.0.0.1:$NG;
+    location /api/v1/reservations/ {
+      proxy_pass http://up/v1/reservations/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+    location = /api/v1/reservations/create {
+      proxy_pass http://up/v1/reservations;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+NGINX
+on_server nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log"
+wait_port "$NG"
+
+# --- load ----------------------------------------------------------------------------------------
+cat > "$WORK/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"event_id":"bench","seats":1}'
+wrk.headers["Content-Type"] = "application/json"
+local n = 0
+math.randomseed(os.time())
+local salt = math.random(0, 0xfffff)
+request = function()
+  n = n + 1
+  local key = string.format("%08x-%04x-4%03x-a%03x-%012x", n, math.random(0, 0xffff), salt % 0x1000, math.random(0, 0xfff), math.random(0, 0xffffffff))
+  wrk.headers["Idempotency-Key"] = key
+  return wrk.format()
+end
+LUA
+
+run_wrk() { # name, url, extra args...
+  local name=$1 url=$2; shift 2
+  on_load wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >> "$OUT/$name.txt" 2>&1 || true
+  echo "----" >> "$OUT/$name.txt"
+}
+AUTH=(-H "Authorization: Bearer $TOKEN")
+G=/api/v1/reservations/r1
+for round in $(seq 1 "$ROUNDS"); do
+  echo "round $round/$ROUNDS: GET" >&2
+  run_wrk get-direct "http://127.0.0.1:$UP/v1/reservations/r1"
+  run_wrk get-nginx "http://127.0.0.1:$NG$G"
+  run_wrk get-gateway-rl "http://127.0.0.1:$GA$G" "${AUTH[@]}"
+  run_wrk get-gateway-norl "http://127.0.0.1:$GB$G" "${AUTH[@]}"
+  echo "round $round/$ROUNDS: POST" >&2
+  run_wrk post-direct "http://127.0.0.1:$UP/v1/reservations" -s "$WORK/post.lua"
+  run_wrk post-nginx "http://127.0.0.1:$NG/api/v1/reservations/create" -s "$WORK/post.lua"
+  run_wrk post-gateway-idem "http://127.0.0.1:$GA/api/v1/reservations/create" -s "$WORK/post.lua" "${AUTH[@]}"
+done
+grep VmHWM "/proc/$GA_PID/status" | awk '{print $2}' > "$OUT/gateway-peak-rss-kb.txt"
+
+# --- scenario 5: fixed rate, added latency -------------------------------------------------------
+MAXRPS=$(python3 "$ROOT/bench/report.py" --max-rps "$OUT/get-gateway-rl.txt")
+RATE=$((MAXRPS / 2)); [ "$RATE" -ge 100 ] || RATE=100
+WORKERS=50; PER=$((RATE / WORKERS)); [ "$PER" -ge 1 ] || PER=1
+echo "fixed rate: $((PER * WORKERS)) req/s" >&2
+echo "$((PER * WORKERS))" > "$OUT/fixed-rate.txt"
+for round in 1 2; do
+  on_load hey -z "${DURATION}s" -c "$WORKERS" -q "$PER" "http://127.0.0.1:$UP/v1/reservations/r1" >> "$OUT/fixed-direct.txt" 2>&1 || true
+  on_load hey -z "${DURATION}s" -c "$WORKERS" -q "$PER" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GA$G" >> "$OUT/fixed-gateway.txt" 2>&1 || true
+done
+
+# --- scenario 4: the waiting room at scale -------------------------------------------------------
+cat > "$WORK/join.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local n = 0
+local limit = $QUEUE_SIZE
+local f = io.open("$WORK/tokens.txt", "a")
+request = function()
+  n = n + 1
+  wrk.body = string.format('{"event_id":"onsale","user_id":"u%d-%d"}', n, math.random(0, 1000000000))
+  return wrk.format()
+end
+response = function(status, headers, body)
+  if status == 202 and math.random(1, 50) == 1 then
+    local t = body:match('"waiting_token"%s*:%s*"([^"]+)"')
+    if t then f:write(t, "\n") f:flush() end
+  end
+end
+LUA
+cat > "$WORK/status.lua" <<LUA
+local tokens = {}
+for line in io.lines("$WORK/tokens.txt") do tokens[#tokens + 1] = line end
+math.randomseed(os.time())
+request = function()
+  return wrk.format("GET", "/api/v1/queue/status?token=" .. tokens[math.random(1, #tokens)])
+end
+LUA
+MEM0=$(redis-cli -p "$RP" info memory | awk -F: '/^used_memory:/{print $2}' | tr -d '\r')
+echo "filling the waiting room to $QUEUE_SIZE…" >&2
+joined=0
+prev=-1
+while [ "$joined" -lt "$QUEUE_SIZE" ] && [ "$joined" -gt "$prev" ]; do
+  prev=$joined
+  on_load wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/join.lua" "http://127.0.0.1:$GB/api/v1/queue/join" >> "$OUT/queue-join.txt" 2>&1 || true
+  echo "----" >> "$OUT/queue-join.txt"
+  joined=$(curl -s "http://127.0.0.1:$GB/api/v1/queue/join" -H 'Content-Type: application/json' -d '{"event_id":"onsale","user_id":"probe-'"$RANDOM$RANDOM"'"}' | python3 -c 'import json,sys; print(json.load(sys.stdin).get("position_hint", 0))' 2>/dev/null || echo "$QUEUE_SIZE")
+  echo "  waiting: $joined" >&2
+done
+echo "$joined" > "$OUT/queue-size.txt"
+MEM1=$(redis-cli -p "$RP" info memory | awk -F: '/^used_memory:/{print $2}' | tr -d '\r')
+[ "$joined" -gt 0 ] && echo $(( (MEM1 - MEM0) / joined )) > "$OUT/queue-bytes-per-person.txt"
+for round in $(seq 1 "$ROUNDS"); do
+  run_wrk queue-status "http://127.0.0.1:$GB/api/v1/queue/status" -s "$WORK/status.lua"
+done
+
+python3 "$ROOT/bench/report.py" "$OUT" | tee "$OUT/results.md"
