@@ -130,7 +130,10 @@ mod tests {
         // And it does admit at the rate over the long run.
         let total: u64 = log.iter().map(|&(_, n)| n).sum();
         let expected = rate * now as f64 / 1000.0;
-        assert!((total as f64 - expected).abs() <= rate, "{total} vs {expected}");
+        assert!(
+            (total as f64 - expected).abs() <= rate,
+            "{total} vs {expected}"
+        );
     }
 
     #[test]

@@ -172,7 +172,10 @@ mod tests {
         assert_eq!(a, EventTag::of("concert-1"));
         assert_ne!(a, EventTag::of("concert-2"));
         let p = a.key_prefix();
-        assert!(p.starts_with("{q:") && p.ends_with('}') && p.len() == 20, "{p}");
+        assert!(
+            p.starts_with("{q:") && p.ends_with('}') && p.len() == 20,
+            "{p}"
+        );
     }
 
     #[test]

@@ -43,10 +43,10 @@ pub async fn join(State(state): State<SharedState>, req: Request) -> Result<Resp
     let (parts, body) = req.into_parts();
     let body: JoinBody = parse_json(&state, body).await?;
     let event_id = valid_id(&body.event_id)?;
-    if let Some(u) = &body.user_id {
-        if u.is_empty() || u.len() > MAX_USER_ID_LEN {
-            return Err(ApiError::BadRequest("user_id must be 1-256 characters"));
-        }
+    if let Some(u) = &body.user_id
+        && (u.is_empty() || u.len() > MAX_USER_ID_LEN)
+    {
+        return Err(ApiError::BadRequest("user_id must be 1-256 characters"));
     }
     let identity = Identity::resolve(caller(&parts), body.user_id.as_deref());
     let user = identity.digest();
@@ -114,7 +114,11 @@ pub async fn enter(State(state): State<SharedState>, req: Request) -> Result<Res
         Entry::Granted(rtok) => {
             if !stats.event_id.is_empty() {
                 let label = state.queue_labels.label(&stats.event_id);
-                state.metrics.queue_admissions.with_label_values(&[label]).inc();
+                state
+                    .metrics
+                    .queue_admissions
+                    .with_label_values(&[label])
+                    .inc();
             }
             Ok(Json(json!({
                 "admission": "granted",

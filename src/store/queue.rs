@@ -127,7 +127,7 @@ impl Store {
                     u8,
                 ) = r
                     .eval(
-                        &common(&JOIN, &tag, s)
+                        common(&JOIN, &tag, s)
                             .arg(event_id)
                             .arg(user.unwrap_or(""))
                             .arg(encode_secret(&fresh)),
@@ -160,7 +160,7 @@ impl Store {
             Store::Redis(r) => {
                 let (state, position, event_id, waiting, expired): (String, u64, String, u64, u64) =
                     r.eval(
-                        &common(&STATUS, &token.tag, s)
+                        common(&STATUS, &token.tag, s)
                             .arg(token.seq)
                             .arg(token.secret()),
                     )
@@ -192,7 +192,7 @@ impl Store {
             Store::Redis(r) => {
                 let (state, position, event_id, waiting, expired): (String, u64, String, u64, u64) =
                     r.eval(
-                        &common(&ENTER, &token.tag, s)
+                        common(&ENTER, &token.tag, s)
                             .arg(token.seq)
                             .arg(token.secret())
                             .arg(caller.unwrap_or(""))
@@ -229,7 +229,7 @@ impl Store {
             Store::Redis(r) => {
                 let (event_id, waiting, expired): (String, u64, u64) = r
                     .eval(
-                        &common(&LEAVE, &token.tag, s)
+                        common(&LEAVE, &token.tag, s)
                             .arg(token.seq)
                             .arg(token.secret()),
                     )
@@ -256,12 +256,7 @@ impl Store {
             Store::Memory(m) => Ok(m.queue.claim(tag, token, caller, now_ms())),
             Store::Redis(r) => {
                 let out: String = r
-                    .eval(
-                        &CLAIM
-                            .key(tag.key_prefix())
-                            .arg(token.as_str())
-                            .arg(caller),
-                    )
+                    .eval(CLAIM.key(tag.key_prefix()).arg(token.as_str()).arg(caller))
                     .await?;
                 Ok(match out.as_str() {
                     "ok" => Claim::Claimed,
@@ -291,7 +286,7 @@ impl Store {
             Store::Redis(r) => {
                 let _: i64 = r
                     .eval(
-                        &SETTLE
+                        SETTLE
                             .key(tag.key_prefix())
                             .arg(token.as_str())
                             .arg(caller)
@@ -576,8 +571,7 @@ return {ev, waiting(), expired}
 "#;
 
 static JOIN: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{PRELUDE}{JOIN_BODY}")));
-static STATUS: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{PRELUDE}{STATUS_BODY}")));
+static STATUS: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{PRELUDE}{STATUS_BODY}")));
 static ENTER: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{PRELUDE}{ENTER_BODY}")));
 static LEAVE: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{PRELUDE}{LEAVE_BODY}")));
 
@@ -842,12 +836,7 @@ impl MemoryQueues {
         })
     }
 
-    fn status(
-        &self,
-        s: &QueueSettings,
-        token: &WaitingToken,
-        now: u64,
-    ) -> (Place, QueueStats) {
+    fn status(&self, s: &QueueSettings, token: &WaitingToken, now: u64) -> (Place, QueueStats) {
         let Some(queue) = self.get(&token.tag) else {
             return (Place::Expired, QueueStats::default());
         };
@@ -952,7 +941,8 @@ impl MemoryQueues {
             return;
         };
         let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
-        let ours = matches!(q.reservations.get(token.as_str()), Some(r) if r.in_use && r.user == caller);
+        let ours =
+            matches!(q.reservations.get(token.as_str()), Some(r) if r.in_use && r.user == caller);
         if !ours {
             return;
         }
@@ -1034,7 +1024,13 @@ mod tests {
         let s = settings(1000.0, 600_000);
         let tag = EventTag::of("e");
         let a = q.join(&s, tag, "e", Some("alice"), [1; 16], 0);
-        let (entry, _) = q.enter(&s, &a.token, Some("alice"), ReservationToken::generate(), 1_000);
+        let (entry, _) = q.enter(
+            &s,
+            &a.token,
+            Some("alice"),
+            ReservationToken::generate(),
+            1_000,
+        );
         let Entry::Granted(rtok) = entry else {
             panic!("{entry:?}")
         };

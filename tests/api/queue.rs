@@ -96,7 +96,14 @@ async fn thousand_joins_get_positions_in_order_with_honest_eta(b: Backend) {
         assert_eq!(s["eta_sec"], ahead * 100, "ceil(ahead / 0.01): {s}");
         assert_eq!(s["event_id"], "big-show");
     }
-    let metrics = app.get("/metrics").send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         metrics.contains("queue_joins_total{event=\"big-show\"} 1000"),
         "joins counted"
@@ -145,7 +152,14 @@ async fn leave_and_heartbeat_expiry_move_people_forward(b: Backend) {
     assert_eq!(status(&app, &t[0]).await["status"], "expired");
     assert_eq!(status(&app, &t[2]).await["status"], "expired");
     assert_eq!(status(&app, &t[3]).await["eta_sec"], 0);
-    let metrics = app.get("/metrics").send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         metrics.contains("queue_expirations_total{event=\"ev\"} 2"),
         "expirations counted"
@@ -161,11 +175,19 @@ async fn enter_is_refused_while_waiting_and_granted_when_ready(b: Backend) {
     }
     let res = enter_req(&app, &last, None).send().await.unwrap();
     let body = assert_error(res, 403, "FORBIDDEN").await;
-    assert!(body["error"]["message"].as_str().unwrap().contains("waiting"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("waiting")
+    );
 
     wait_ready(&app, &first, Duration::from_secs(10)).await;
     let s = status(&app, &first).await;
-    assert_eq!((s["position"].clone(), s["eta_sec"].clone()), (json!(0), json!(0)));
+    assert_eq!(
+        (s["position"].clone(), s["eta_sec"].clone()),
+        (json!(0), json!(0))
+    );
     let res = enter_req(&app, &first, None).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let granted = json(res).await;
@@ -175,8 +197,20 @@ async fn enter_is_refused_while_waiting_and_granted_when_ready(b: Backend) {
     // The waiting token is spent.
     let res = enter_req(&app, &first, None).send().await.unwrap();
     let body = assert_error(res, 403, "FORBIDDEN").await;
-    assert!(body["error"]["message"].as_str().unwrap().contains("expired"));
-    let metrics = app.get("/metrics").send().await.unwrap().text().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+    let metrics = app
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("queue_admissions_total{event=\"ev\"} 1"));
 }
 
@@ -213,7 +247,12 @@ async fn malformed_tokens_are_400_and_unknown_ones_expired(b: Backend) {
         assert_eq!(s["position"], 0);
         let res = enter_req(&app, &unknown, None).send().await.unwrap();
         let body = assert_error(res, 403, "FORBIDDEN").await;
-        assert!(body["error"]["message"].as_str().unwrap().contains("expired"));
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("expired")
+        );
     }
     assert_eq!(status(&app, &real).await["status"], "waiting");
 
@@ -320,10 +359,14 @@ async fn reservation_token_works_once_for_its_event_and_user(b: Backend) {
     .await
     .unwrap();
     assert_error(res, 403, "FORBIDDEN").await;
-    let res = create(&app, "bob", json!({"event_id": "ev", "reservation_token": rtok}))
-        .send()
-        .await
-        .unwrap();
+    let res = create(
+        &app,
+        "bob",
+        json!({"event_id": "ev", "reservation_token": rtok}),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_error(res, 403, "FORBIDDEN").await;
     let res = create(
         &app,
@@ -338,10 +381,14 @@ async fn reservation_token_works_once_for_its_event_and_user(b: Backend) {
 
     // A failed create (upstream 500) leaves the token valid.
     app.reservation.set_status(500);
-    let res = create(&app, "alice", json!({"event_id": "ev", "reservation_token": rtok}))
-        .send()
-        .await
-        .unwrap();
+    let res = create(
+        &app,
+        "alice",
+        json!({"event_id": "ev", "reservation_token": rtok}),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(res.status(), 500);
     app.reservation.set_status(0);
 
@@ -352,10 +399,14 @@ async fn reservation_token_works_once_for_its_event_and_user(b: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 201);
-    let res = create(&app, "alice", json!({"event_id": "ev", "reservation_token": rtok}))
-        .send()
-        .await
-        .unwrap();
+    let res = create(
+        &app,
+        "alice",
+        json!({"event_id": "ev", "reservation_token": rtok}),
+    )
+    .send()
+    .await
+    .unwrap();
     let body = assert_error(res, 403, "FORBIDDEN").await;
     assert!(body["error"]["message"].as_str().unwrap().contains("used"));
 
@@ -393,29 +444,48 @@ async fn concurrent_creates_cannot_both_spend_one_token(b: Backend) {
     let rtok = admitted(&app, "ev", "alice").await;
     app.reservation.set_delay(Duration::from_millis(300));
     let statuses: Vec<u16> = futures_util::future::join_all((0..10).map(|_| {
-        create(&app, "alice", json!({"event_id": "ev", "reservation_token": rtok})).send()
+        create(
+            &app,
+            "alice",
+            json!({"event_id": "ev", "reservation_token": rtok}),
+        )
+        .send()
     }))
     .await
     .into_iter()
     .map(|r| r.unwrap().status().as_u16())
     .collect();
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 403).count(), 9, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 403).count(),
+        9,
+        "{statuses:?}"
+    );
     assert_eq!(app.reservation.count(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admission_is_shared_by_two_replicas_at_the_configured_rate_in_join_order() {
-    let redis = tokio::task::spawn_blocking(RedisServer::start).await.unwrap();
+    let redis = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .unwrap();
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let reservation =
-        gateway_api::mock_upstream::MockUpstream::start(gateway_api::mock_upstream::Role::Reservation, loopback)
-            .await
-            .unwrap();
-    let payment =
-        gateway_api::mock_upstream::MockUpstream::start(gateway_api::mock_upstream::Role::Payment, loopback)
-            .await
-            .unwrap();
+    let reservation = gateway_api::mock_upstream::MockUpstream::start(
+        gateway_api::mock_upstream::Role::Reservation,
+        loopback,
+    )
+    .await
+    .unwrap();
+    let payment = gateway_api::mock_upstream::MockUpstream::start(
+        gateway_api::mock_upstream::Role::Payment,
+        loopback,
+    )
+    .await
+    .unwrap();
     let mut env = base_env(&reservation, &payment, Some(&redis.addr()));
     env.push(("QUEUE_ADMISSION_RPS".into(), "20".into()));
     let a = GatewayProcess::start(&env).await;
@@ -450,7 +520,10 @@ async fn admission_is_shared_by_two_replicas_at_the_configured_rate_in_join_orde
     let sent = t0.elapsed().as_secs_f64();
     let s = json(
         client
-            .get(a.url(&format!("/api/v1/queue/status?token={}", tokens[n as usize - 1])))
+            .get(a.url(&format!(
+                "/api/v1/queue/status?token={}",
+                tokens[n as usize - 1]
+            )))
             .send()
             .await
             .unwrap(),
@@ -480,7 +553,10 @@ async fn admission_is_shared_by_two_replicas_at_the_configured_rate_in_join_orde
         .await;
         match s["status"].as_str().unwrap() {
             "ready" => {
-                assert!(!seen_waiting, "person {i} ready after someone still waiting");
+                assert!(
+                    !seen_waiting,
+                    "person {i} ready after someone still waiting"
+                );
                 ready += 1;
             }
             "waiting" => seen_waiting = true,
@@ -498,8 +574,21 @@ async fn admission_is_shared_by_two_replicas_at_the_configured_rate_in_join_orde
     // Every key of the event shares one hash tag, and every key has a TTL.
     let info = redis.cli(&["INFO", "keyspace"]);
     let line = info.lines().find(|l| l.starts_with("db0:")).unwrap();
-    let keys: u64 = line["db0:keys=".len()..].split(',').next().unwrap().parse().unwrap();
-    let expires: u64 = line.split("expires=").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+    let keys: u64 = line["db0:keys=".len()..]
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let expires: u64 = line
+        .split("expires=")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(keys, expires, "every key has a TTL: {line}");
 }
 
@@ -536,7 +625,9 @@ async fn million_waiting_memory_and_latency() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let redis = tokio::task::spawn_blocking(RedisServer::start).await.unwrap();
+    let redis = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .unwrap();
     let cfg = gateway_api::config::RedisConfig {
         urls: vec![format!("redis://{}", redis.addr())],
         cluster: false,
@@ -596,7 +687,11 @@ async fn million_waiting_memory_and_latency() {
     }
     // Identified users cost a user-map entry more.
     let before_users = used(&redis);
-    let digests: Vec<String> = (0..100_000)
+    let users: usize = std::env::var("QUEUE_BENCH_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let digests: Vec<String> = (0..users)
         .map(|i| {
             gateway_api::queue::Identity::Verified(format!("user-{i}"))
                 .digest()
@@ -611,14 +706,14 @@ async fn million_waiting_memory_and_latency() {
         .buffer_unordered(32)
         .collect::<Vec<_>>()
         .await;
-    let per_user = (used(&redis) - before_users) as f64 / 100_000.0;
+    let per_user = (used(&redis) - before_users) as f64 / users as f64;
 
     let pct = |v: &mut Vec<Duration>, p: f64| {
         v.sort();
         v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
     };
     eprintln!(
-        "{n} waiting: {per_person:.1} bytes/person anonymous, {per_user:.1} bytes/person identified; \
+        "{n} waiting: {per_person:.1} bytes/person anonymous, then {users} identified: {per_user:.1} bytes/person; \
          join p50 {:?} p99 {:?}; status p50 {:?} p99 {:?} (concurrency 32, one event)",
         pct(&mut join_lat, 0.5),
         pct(&mut join_lat, 0.99),
