@@ -22,12 +22,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    gateway_api::telemetry::logs::init(&config.telemetry.log_level);
+    let traces = gateway_api::telemetry::logs::init_with_traces(&config.telemetry);
     let result = if demo_mode {
         demo::run(config).await
     } else {
         run(config).await
     };
+    if let Some(t) = traces {
+        t.shutdown().await; // the last spans, after the last request
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

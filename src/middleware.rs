@@ -3,3 +3,5 @@
 pub mod auth;
 pub mod client_ip;
 pub mod context;
+pub mod overload;
+pub mod ratelimit;

@@ -24,6 +24,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::middleware::context;
+use crate::middleware::overload::OverloadLayer;
+use crate::middleware::ratelimit::RateLimitLayer;
 use crate::routes::{health, payments, queue, reservations};
 use crate::state::AppState;
 
@@ -58,7 +60,22 @@ pub fn router(state: Arc<AppState>) -> Router {
 
     // Every /api route: overload shedding, then the per-client rate limit (issue #4), before auth
     // so a flood cannot burn CPU on signatures.
-    let api = protected.merge(queue);
+    let api = protected.merge(queue).route_layer(
+        ServiceBuilder::new()
+            // Cheapest refusal first: one shared semaphore, no store call.
+            .layer(OverloadLayer::new(
+                state.in_flight.clone(),
+                state.metrics.clone(),
+            ))
+            // One store round trip; 429 and the RateLimit headers.
+            .option_layer(
+                state
+                    .config
+                    .rate_limit
+                    .enabled
+                    .then(|| RateLimitLayer::new(state.limiter.clone())),
+            ),
+    );
 
     Router::new()
         .route("/healthz", get(health::healthz))

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use tokio::sync::Semaphore;
+
 use crate::config::Config;
+use crate::middleware::{overload, ratelimit::Limiter};
 use crate::queue::EventLabels;
 use crate::store::Store;
 use crate::telemetry::Metrics;
@@ -16,6 +19,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub reservation: Upstream,
     pub payment: Upstream,
+    /// The per-client rate limiter (issue #4).
+    pub limiter: Arc<Limiter>,
+    /// `MAX_IN_FLIGHT` permits, one set for every `/api` route (issue #4).
+    pub in_flight: Arc<Semaphore>,
     /// Bounded `event` label values for the waiting-room metrics (event ids come from clients).
     pub queue_labels: EventLabels,
     /// Set when shutdown begins: `/readyz` answers 503 from then on (SPEC §9).
@@ -36,8 +43,18 @@ impl AppState {
     pub fn new(config: Config, store: Store) -> Result<Self, StateError> {
         let metrics = Arc::new(Metrics::new()?);
         Ok(AppState {
-            reservation: Upstream::new(config.reservation.clone(), metrics.clone())?,
-            payment: Upstream::new(config.payment.clone(), metrics.clone())?,
+            reservation: Upstream::new(
+                config.reservation.clone(),
+                &config.routing,
+                metrics.clone(),
+            )?,
+            payment: Upstream::new(config.payment.clone(), &config.routing, metrics.clone())?,
+            limiter: Arc::new(Limiter::new(
+                &config.rate_limit,
+                store.clone(),
+                metrics.clone(),
+            )),
+            in_flight: overload::permits(config.max_in_flight),
             config,
             store,
             metrics,

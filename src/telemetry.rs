@@ -1,8 +1,12 @@
-//! Logs, traces and metrics (issue #7 owns the full build-out).
-//! - `logs`: JSON lines on stdout, `LOG_LEVEL`.
-//! - `traces`: OpenTelemetry over OTLP (issue #7).
+//! Logs, traces and metrics (issue #7).
+//! - `logs`: JSON lines on stdout, `LOG_LEVEL`; installs the one global subscriber.
+//! - `traces`: OpenTelemetry over OTLP gRPC: sampler, propagator, batch export, flush.
+//! - `access`: the per-request access line and the hook later layers report into.
 //! - `metrics`: the one Prometheus registry and every metric family the gateway exports.
+pub mod access;
 pub mod logs;
 pub mod metrics;
+pub mod traces;
 
+pub use access::AccessLog;
 pub use metrics::Metrics;

@@ -5,19 +5,22 @@
 //! Not for policy: by the time a request gets here it has been authenticated, limited and (for
 //! writes) recorded for idempotency.
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, Method};
+use prometheus::IntCounter;
 use tokio::sync::Semaphore;
 
-use crate::config::UpstreamConfig;
+use crate::config::{RoutingConfig, UpstreamConfig};
 use crate::error::ApiError;
 use crate::telemetry::Metrics;
+use balancer::{Balancer, InFlight, Pick, Policy, Transitions};
 
+pub mod balancer;
 pub mod client;
 pub mod forward;
 
@@ -36,12 +39,15 @@ pub enum UpstreamError {
     /// Refused before sending: the upstream's concurrency cap is reached.
     #[error("concurrency cap reached")]
     Saturated,
+    /// Refused before sending: every instance is failing and the circuit is open.
+    #[error("circuit open")]
+    CircuitOpen,
 }
 
 impl From<UpstreamError> for ApiError {
     fn from(e: UpstreamError) -> Self {
         match e {
-            UpstreamError::Connect(_) => {
+            UpstreamError::Connect(_) | UpstreamError::CircuitOpen => {
                 ApiError::UpstreamUnavailable("the upstream service is unavailable")
             }
             UpstreamError::Saturated => {
@@ -65,35 +71,102 @@ pub struct Outbound {
 pub struct Upstream {
     pub name: &'static str,
     config: UpstreamConfig,
+    /// One pooled client; reqwest keeps a connection pool per host, so per instance.
     http: reqwest::Client,
     /// Bulkhead: a slow upstream holds at most this many requests (SPEC §7a).
     permits: Arc<Semaphore>,
+    /// Instance choice, passive health and the circuit (SPEC §7a).
+    balancer: Arc<Balancer>,
+    /// Per-instance metric handles, resolved once (indexed like `config.bases`).
+    instances: Box<[InstanceMetrics]>,
     metrics: Arc<Metrics>,
 }
 
+struct InstanceMetrics {
+    /// `host:port` of the base URL: bounded by the configuration.
+    label: String,
+    requests: IntCounter,
+    ejections: IntCounter,
+}
+
 impl Upstream {
-    pub fn new(config: UpstreamConfig, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        config: UpstreamConfig,
+        routing: &RoutingConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, reqwest::Error> {
+        let instances: Box<[InstanceMetrics]> = config
+            .bases
+            .iter()
+            .map(|base| {
+                let label = instance_label(base);
+                InstanceMetrics {
+                    requests: metrics
+                        .upstream_instance_requests
+                        .with_label_values(&[config.name, &label]),
+                    ejections: metrics
+                        .upstream_ejections
+                        .with_label_values(&[config.name, &label]),
+                    label,
+                }
+            })
+            .collect();
+        metrics
+            .upstream_circuit_open
+            .with_label_values(&[config.name])
+            .set(0);
         Ok(Upstream {
             name: config.name,
             http: client::build(&config)?,
             permits: Arc::new(Semaphore::new(config.max_concurrency)),
+            balancer: Arc::new(Balancer::new(instances.len(), Policy::from(routing))),
+            instances,
             config,
             metrics,
         })
     }
 
     /// Sends the request and returns the upstream's answer with its body streamed through.
+    ///
+    /// One instance is chosen by the balancer; a GET whose connection failed (nothing was sent)
+    /// is retried once on another instance within what is left of the timeout. Anything else
+    /// is answered from the first attempt: a write is never sent twice by the gateway.
     pub async fn send(&self, out: Outbound) -> Result<Response, UpstreamError> {
         let permit = self.permits.clone().try_acquire_owned().map_err(|_| {
-            self.metrics
-                .upstream_rejected
-                .with_label_values(&[self.name, "saturated"])
-                .inc();
+            self.reject("saturated");
             UpstreamError::Saturated
         })?;
-        let base = &self.config.bases[0];
+        let (index, probe) = match self.balancer.pick(self.balancer.now()) {
+            Pick::Instance { index, probe } => (index, probe),
+            Pick::CircuitOpen => {
+                self.reject("circuit_open");
+                return Err(UpstreamError::CircuitOpen);
+            }
+        };
         let started = Instant::now();
-        let result = client::send(&self.http, base, self.config.timeout, out).await;
+        let deadline = started + self.config.timeout;
+        // A probe is one request to one instance: its outcome decides the circuit.
+        let retry_copy =
+            (out.method == Method::GET && !probe && self.balancer.len() > 1).then(|| Outbound {
+                method: Method::GET,
+                path_and_query: out.path_and_query.clone(),
+                headers: out.headers.clone(),
+                body: out.body.clone(),
+            });
+        let mut flight = self.balancer.begin(index, probe);
+        let mut result = self.attempt(&mut flight, out, self.config.timeout).await;
+        if let (Err(UpstreamError::Connect(_)), Some(again)) = (&result, retry_copy) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let other = self.balancer.pick_other(self.balancer.now(), index);
+            if let (Some(other), false) = (other, left.is_zero()) {
+                self.metrics
+                    .upstream_retries
+                    .with_label_values(&[self.name])
+                    .inc();
+                flight = self.balancer.begin(other, false);
+                result = self.attempt(&mut flight, again, left).await;
+            }
+        }
         self.metrics
             .upstream_duration
             .with_label_values(&[self.name])
@@ -106,6 +179,7 @@ impl Upstream {
                     UpstreamError::Timeout => "timeout",
                     UpstreamError::Protocol(_) => "protocol_error",
                     UpstreamError::Saturated => "saturated",
+                    UpstreamError::CircuitOpen => "circuit_open",
                 };
                 self.metrics
                     .upstream_requests
@@ -124,13 +198,101 @@ impl Upstream {
         if let Some(h) = builder.headers_mut() {
             forward::copy_response_headers(res.headers(), h);
         }
-        // The permit lives as long as the body stream, so a slow body still counts against the cap.
+        // The permit and the in-flight count live as long as the body stream, so a slow body
+        // still counts against the cap and the instance's load.
         let stream = res.bytes_stream().map(move |chunk| {
-            let _held = &permit;
+            let _held = (&permit, &flight);
             chunk
         });
         builder
             .body(Body::from_stream(stream))
             .map_err(|e| UpstreamError::Protocol(e.to_string()))
+    }
+
+    /// One attempt on the instance of `flight`; records its outcome with the balancer.
+    async fn attempt(
+        &self,
+        flight: &mut InFlight,
+        out: Outbound,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let index = flight.index();
+        self.instances[index].requests.inc();
+        let result = client::send(&self.http, &self.config.bases[index], timeout, out).await;
+        // 5xx is the instance failing; 4xx is the instance answering a bad request.
+        let ok = matches!(&result, Ok(res) if !res.status().is_server_error());
+        let t = flight.finish(ok, self.balancer.now());
+        self.report(index, t);
+        result
+    }
+
+    /// Turns balancer transitions into metrics and one log line each.
+    fn report(&self, index: usize, t: Transitions) {
+        let inst = &self.instances[index];
+        if let Some(ms) = t.ejected_for_ms {
+            inst.ejections.inc();
+            tracing::warn!(
+                upstream = self.name,
+                instance = %inst.label,
+                cooldown_ms = ms,
+                "upstream instance ejected after consecutive failures"
+            );
+        }
+        let gauge = || {
+            self.metrics
+                .upstream_circuit_open
+                .with_label_values(&[self.name])
+        };
+        if t.circuit_opened {
+            gauge().set(1);
+            tracing::error!(
+                upstream = self.name,
+                "every upstream instance is failing: circuit open"
+            );
+        }
+        if t.circuit_closed {
+            gauge().set(0);
+            tracing::info!(upstream = self.name, instance = %inst.label, "upstream circuit closed");
+        }
+    }
+
+    fn reject(&self, reason: &str) {
+        self.metrics
+            .upstream_rejected
+            .with_label_values(&[self.name, reason])
+            .inc();
+    }
+}
+
+/// `host:port` of a base URL, the `instance` metric label.
+fn instance_label(base: &reqwest::Url) -> String {
+    let host = base.host_str().unwrap_or("unknown");
+    match base.port_or_known_default() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn instance_label_is_host_and_port() {
+        let u = |s: &str| reqwest::Url::parse(s).unwrap();
+        assert_eq!(
+            instance_label(&u("http://10.0.0.1:8081/p")),
+            "10.0.0.1:8081"
+        );
+        assert_eq!(instance_label(&u("http://api.local")), "api.local:80");
+        assert_eq!(instance_label(&u("https://api.local")), "api.local:443");
+    }
+
+    #[test]
+    fn circuit_open_is_503_upstream_unavailable() {
+        let e = ApiError::from(UpstreamError::CircuitOpen);
+        assert_eq!(e.code(), "UPSTREAM_UNAVAILABLE");
+        assert_eq!(e.status(), 503);
     }
 }

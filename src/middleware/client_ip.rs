@@ -30,6 +30,16 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     client
 }
 
+/// The rate-limit identity of a client (SPEC §7, issue #4): an IPv4 address as it is, an IPv6
+/// address as its /64, since one subscriber is usually handed a whole /64 and could otherwise
+/// rotate through 2^64 fresh buckets.
+pub fn bucket(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
+    }
+}
+
 fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&ip))
 }
@@ -73,6 +83,18 @@ mod tests {
         let trusted = vec!["10.0.0.0/8".parse().unwrap()];
         let peer: IpAddr = "10.0.0.2".parse().unwrap();
         assert_eq!(resolve(peer, &xff("1.1.1.1, not-an-ip"), &trusted), peer);
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_bucket_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(bucket(a), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        assert_eq!(bucket(a), bucket(b));
+        assert_ne!(bucket(a), bucket(c));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(bucket(v4), v4);
     }
 
     #[test]

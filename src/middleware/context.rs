@@ -1,23 +1,32 @@
 //! The request context: the first thing every request meets and the last thing every response
 //! leaves (SPEC §3, §4).
 //!
-//! It decides the request id (the client's when well formed, else a UUID) and the trace id (the
-//! incoming W3C `traceparent`'s, else a fresh one), resolves the client address, puts a
-//! [`RequestContext`] in the request extensions and in a task-local so that
-//! `ApiError::into_response` can print the trace id, and stamps `X-Request-ID`, `X-Trace-Id` and
-//! the security headers on every response. Not for policy: auth, limits and idempotency are
-//! route layers of their own.
+//! It decides the request id (the client's when well formed, else a UUID), opens the server span
+//! (continuing an incoming W3C `traceparent`) whose trace id becomes the request's trace id,
+//! resolves the client address, puts a [`RequestContext`] and an [`AccessLog`] in the request
+//! extensions and the trace id in a task-local so that `ApiError::into_response` can print it,
+//! and stamps `X-Request-ID`, `X-Trace-Id` and the security headers on every response. On the way
+//! out it records the HTTP server metrics (`route` is the template or `unmatched`, never the raw
+//! path; unknown methods are `_OTHER`) and writes the access line (`telemetry::access`). When
+//! traces are off the trace id is the incoming `traceparent`'s, else a fresh one. Not for policy:
+//! auth, limits and idempotency are route layers of their own.
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+use prometheus::IntGauge;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::error::ApiError;
 use crate::middleware::client_ip;
 use crate::state::AppState;
+use crate::telemetry::access::{self, AccessLog};
+use crate::telemetry::traces;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
@@ -135,6 +144,9 @@ const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
 
 /// The outermost middleware (see the module docs).
 pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let metrics = &state.metrics;
+    let _in_flight = InFlight::enter(&metrics.http_in_flight);
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -142,42 +154,135 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let client_ip = client_ip::resolve(peer, req.headers(), &state.config.trusted_proxies);
     let request_id = valid_request_id(req.headers()).unwrap_or_else(new_request_id);
-    let trace_id = req
-        .headers()
-        .get(&TRACEPARENT)
-        .and_then(parse_traceparent)
-        .unwrap_or_else(TraceId::random);
     let route: Arc<str> = match req.extensions().get::<MatchedPath>() {
         Some(p) => Arc::from(p.as_str()),
-        None => Arc::from("unmatched"),
+        None => Arc::from(UNMATCHED),
     };
+    let method = method_label(req.method());
+
+    // The server span continues the caller's trace; its trace id is the request's trace id.
+    // With traces off the span is disabled and the id comes from `traceparent` or is new.
+    let span = tracing::info_span!(
+        "http.server",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        http.route = &*route,
+        url.path = req.uri().path(),
+        url.scheme = "http",
+        client.address = %client_ip,
+        network.peer.address = %peer,
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    );
+    if let Some(parent) = traces::remote_parent(req.headers()) {
+        let _ = span.set_parent(parent);
+    }
+    let trace_id = traces::trace_id_of(&span)
+        .map(TraceId)
+        .or_else(|| req.headers().get(&TRACEPARENT).and_then(parse_traceparent))
+        .unwrap_or_else(TraceId::random);
+
+    let access = AccessLog::default();
     let ctx = RequestContext {
         request_id: request_id.clone(),
         trace_id,
         client_ip,
         peer_ip: peer,
-        route,
+        route: route.clone(),
     };
     req.extensions_mut().insert(ctx);
+    req.extensions_mut().insert(access.clone());
 
     let mut res = CURRENT_TRACE_ID
-        .scope(trace_id, async move {
-            if uri_len(req.uri()) > MAX_URI_LEN {
-                return ApiError::UriTooLong.into_response();
+        .scope(
+            trace_id,
+            async move {
+                if uri_len(req.uri()) > MAX_URI_LEN {
+                    return ApiError::UriTooLong.into_response();
+                }
+                next.run(req).await
             }
-            next.run(req).await
-        })
+            .instrument(span.clone()),
+        )
         .await;
+
+    let status = res.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "error");
+        span.record("error.type", status.as_str());
+    }
+    drop(span);
+    let latency = started.elapsed();
+    let labels = [method, &*route, status.as_str()];
+    metrics.http_requests.with_label_values(&labels).inc();
+    metrics
+        .http_duration
+        .with_label_values(&labels)
+        .observe(latency.as_secs_f64());
+
+    let trace_hex = trace_id.to_hex();
+    access::emit(
+        &access::Line {
+            method,
+            route: &route,
+            status: status.as_u16(),
+            latency,
+            client_ip,
+            request_id: request_id.to_str().unwrap_or(""),
+            trace_id: &trace_hex,
+        },
+        &access,
+    );
 
     let headers = res.headers_mut();
     headers.insert(X_REQUEST_ID.clone(), request_id);
-    if let Ok(v) = HeaderValue::from_str(&trace_id.to_hex()) {
+    if let Ok(v) = HeaderValue::from_str(&trace_hex) {
         headers.insert(X_TRACE_ID.clone(), v);
     }
     for (name, value) in SECURITY_HEADERS {
         headers.insert(name, HeaderValue::from_static(value));
     }
     res
+}
+
+/// The `route` label and span attribute of a request no route matched.
+pub const UNMATCHED: &str = "unmatched";
+
+/// The `method` label: the standard methods by name, anything else `_OTHER`, so a client cannot
+/// mint label values (OpenTelemetry HTTP semantic conventions do the same).
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => "_OTHER",
+    }
+}
+
+/// Counts a request in flight until dropped, so a request whose client went away (its future
+/// dropped mid-way) is uncounted too.
+struct InFlight<'a>(&'a IntGauge);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a IntGauge) -> Self {
+        gauge.inc();
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 fn uri_len(uri: &http::Uri) -> usize {

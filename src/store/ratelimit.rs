@@ -1,6 +1,351 @@
-//! Rate-limit buckets in the store (SPEC §7). Issue #4 fills this in: the GCRA Lua script on the
-//! Redis server clock and its in-process twin.
+//! Rate-limit buckets in the store (SPEC §7): one GCRA bucket per client, as a plain decision
+//! function ([`decide`]), the Redis Lua script that runs it on the Redis server clock, and its
+//! in-process twin ([`MemoryBuckets`]). Not the HTTP side: headers, fallback and metrics live in
+//! `middleware/ratelimit.rs`.
+//!
+//! GCRA keeps one number per client, the theoretical arrival time (TAT) of the next request in
+//! microseconds. A bucket of `burst` tokens refilled every `interval` µs admits a request at `now`
+//! when `TAT + interval - burst × interval <= now`, and then moves TAT on by one interval. A full
+//! bucket is a TAT in the past, which is the same as no key at all: idle clients cost nothing.
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
-/// Per-client buckets of the memory store.
-#[derive(Default)]
-pub struct MemoryBuckets {}
+use super::{RedisStore, StoreError};
+
+/// The bucket's shape: one token every `interval_us`, at most `burst` stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Params {
+    pub interval_us: u64,
+    pub burst: u64,
+}
+
+impl Params {
+    /// The interval is rounded up to whole microseconds, so the real rate is never above `rps`
+    /// (rates over 1,000,000/s are 1,000,000/s).
+    pub fn new(rps: f64, burst: u32) -> Params {
+        let interval = (1_000_000.0 / rps).ceil();
+        Params {
+            interval_us: if interval.is_finite() && interval >= 1.0 {
+                interval as u64
+            } else {
+                1
+            },
+            burst: u64::from(burst.max(1)),
+        }
+    }
+}
+
+/// What [`decide`] concluded, and the bucket's new state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    /// Whole tokens left after this request.
+    pub remaining: u64,
+    /// When refused: the time until one token is back (a retry after it succeeds).
+    pub retry_after: Duration,
+    /// The time until the bucket is full again.
+    pub reset: Duration,
+    /// The new theoretical arrival time, µs (unchanged when refused).
+    pub tat: u64,
+}
+
+/// The GCRA decision for a bucket whose TAT is `tat` (0: no bucket yet) at `now` (µs on any
+/// clock that only moves forward). The Lua script below is this function, line for line.
+pub fn decide(tat: u64, now: u64, p: Params) -> Verdict {
+    let tat = tat.max(now);
+    let new_tat = tat.saturating_add(p.interval_us);
+    let window = p.burst.saturating_mul(p.interval_us);
+    let allow_at = new_tat.saturating_sub(window);
+    if now < allow_at {
+        Verdict {
+            allowed: false,
+            remaining: 0,
+            retry_after: Duration::from_micros(allow_at - now),
+            reset: Duration::from_micros(tat - now),
+            tat,
+        }
+    } else {
+        Verdict {
+            allowed: true,
+            // = (now - allow_at) / interval, without going below zero near the clock's origin.
+            remaining: (now.saturating_add(window) - new_tat) / p.interval_us,
+            retry_after: Duration::ZERO,
+            reset: Duration::from_micros(new_tat - now),
+            tat: new_tat,
+        }
+    }
+}
+
+/// The Redis key of a client's bucket. The client is the hash tag, so the key is Redis-Cluster
+/// safe (one key per script call in any case).
+pub fn key(client: IpAddr) -> String {
+    format!("rl:{{{client}}}")
+}
+
+/// [`decide`] on the Redis server clock, so replicas with skewed clocks agree. TAT is kept as
+/// an integer string (`%d`: Lua's default number format would round 16-digit microseconds);
+/// the key lives until the bucket would be full again. Returns
+/// `{allowed, remaining, retry_after_us, reset_us}`.
+const SCRIPT: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = now
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  stored = tonumber(stored)
+  if stored and stored > now then tat = stored end
+end
+local new_tat = tat + interval
+local allow_at = new_tat - burst * interval
+if now < allow_at then
+  return {0, 0, allow_at - now, tat - now}
+end
+local ttl_ms = math.floor((new_tat - now) / 1000) + 1
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', string.format('%d', ttl_ms))
+return {1, math.floor((now - allow_at) / interval), 0, new_tat - now}
+";
+
+static REDIS_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SCRIPT));
+
+/// One EVALSHA: take a token from `client`'s shared bucket.
+pub async fn take_redis(
+    redis: &RedisStore,
+    client: IpAddr,
+    p: Params,
+) -> Result<Verdict, StoreError> {
+    let mut inv = REDIS_SCRIPT.key(key(client));
+    inv.arg(p.interval_us).arg(p.burst);
+    let reply: Vec<i64> = redis.eval(&inv).await?;
+    let [allowed, remaining, retry_after, reset] = reply[..] else {
+        return Err(StoreError::Protocol(format!(
+            "rate-limit script returned {} values",
+            reply.len()
+        )));
+    };
+    let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
+    Ok(Verdict {
+        allowed: allowed == 1,
+        remaining: u64::try_from(remaining).unwrap_or(0),
+        retry_after: micros(retry_after),
+        reset: micros(reset),
+        tat: 0,
+    })
+}
+
+const SHARDS: usize = 64;
+
+/// Per-client buckets in process: the memory store's, and each replica's fallback while Redis
+/// is down. Sharded maps (a client touches one shard's lock, briefly, never across an await);
+/// full buckets are swept out as a shard grows, so idle clients cost nothing here either.
+pub struct MemoryBuckets {
+    epoch: Instant,
+    hasher: std::collections::hash_map::RandomState,
+    shards: Box<[Mutex<Shard>]>,
+}
+
+struct Shard {
+    tats: HashMap<IpAddr, u64>,
+    sweep_at: usize,
+}
+
+const MIN_SWEEP: usize = 1024;
+
+impl Default for MemoryBuckets {
+    fn default() -> Self {
+        MemoryBuckets {
+            epoch: Instant::now(),
+            hasher: Default::default(),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        tats: HashMap::new(),
+                        sweep_at: MIN_SWEEP,
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+impl MemoryBuckets {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes a token from `client`'s bucket now.
+    pub fn take(&self, client: IpAddr, p: Params) -> Verdict {
+        // +1: TAT 0 means "no bucket", and the epoch's first microsecond is a real time.
+        let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX - 1) + 1;
+        self.take_at(client, now, p)
+    }
+
+    fn take_at(&self, client: IpAddr, now: u64, p: Params) -> Verdict {
+        let i = (self.hasher.hash_one(client) as usize) % self.shards.len();
+        let mut shard = self.shards[i].lock().unwrap_or_else(|e| e.into_inner());
+        let tat = shard.tats.get(&client).copied().unwrap_or(0);
+        let v = decide(tat, now, p);
+        if v.allowed {
+            shard.tats.insert(client, v.tat);
+            if shard.tats.len() >= shard.sweep_at {
+                shard.tats.retain(|_, tat| *tat > now);
+                shard.sweep_at = (shard.tats.len() * 2).max(MIN_SWEEP);
+            }
+        }
+        v
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().map(|s| s.tats.len()).unwrap_or(0))
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const SEC: u64 = 1_000_000;
+
+    fn p(rps: f64, burst: u32) -> Params {
+        Params::new(rps, burst)
+    }
+
+    #[test]
+    fn a_full_bucket_admits_burst_then_refuses() {
+        let p = p(5.0, 10);
+        let mut tat = 0;
+        let now = 100 * SEC;
+        for i in 0..10 {
+            let v = decide(tat, now, p);
+            assert!(v.allowed, "request {i}");
+            assert_eq!(v.remaining, 9 - i);
+            tat = v.tat;
+        }
+        let v = decide(tat, now, p);
+        assert!(!v.allowed);
+        assert_eq!(v.remaining, 0);
+        assert_eq!(v.retry_after, Duration::from_millis(200));
+        assert_eq!(v.reset, Duration::from_secs(2));
+        assert_eq!(v.tat, tat, "a refusal costs nothing");
+    }
+
+    #[test]
+    fn the_clock_origin_is_a_time_like_any_other() {
+        let v = decide(0, 1, p(5.0, 3));
+        assert!(v.allowed);
+        assert_eq!(v.remaining, 2);
+    }
+
+    #[test]
+    fn retry_after_is_honest() {
+        let p = p(5.0, 2);
+        let now = 7 * SEC;
+        let tat = decide(decide(0, now, p).tat, now, p).tat;
+        let refused = decide(tat, now, p);
+        assert!(!refused.allowed);
+        let later = now + refused.retry_after.as_micros() as u64;
+        assert!(decide(tat, later, p).allowed);
+        assert!(!decide(tat, later - 1, p).allowed);
+    }
+
+    #[test]
+    fn the_bucket_refills_at_the_rate_up_to_burst() {
+        let p = p(5.0, 10);
+        let now = 10 * SEC;
+        let mut tat = 0;
+        for _ in 0..10 {
+            tat = decide(tat, now, p).tat;
+        }
+        // One second later: five tokens back.
+        let v = decide(tat, now + SEC, p);
+        assert!(v.allowed);
+        assert_eq!(v.remaining, 4);
+        // A long idle time never stores more than burst.
+        let v = decide(tat, now + 3600 * SEC, p);
+        assert_eq!(v.remaining, 9);
+    }
+
+    #[test]
+    fn rates_round_down_never_up() {
+        assert_eq!(p(3.0, 1).interval_us, 333_334);
+        assert_eq!(p(1e9, 1).interval_us, 1);
+        assert_eq!(p(0.5, 1).interval_us, 2 * SEC);
+        assert_eq!(p(5.0, 0).burst, 1);
+    }
+
+    /// Property (randomised, many cases): over any run of arrivals, a bucket admits at most
+    /// `burst + rate × T` requests in T seconds, and exactly `burst` from a full bucket at once.
+    #[test]
+    fn bucket_never_admits_more_than_burst_plus_rate_times_t() {
+        for case in 0..500 {
+            let rps = rand::random_range(0.5..200.0);
+            let burst = rand::random_range(1..50u32);
+            let p = p(rps, burst);
+            let start = rand::random_range(1..1_000 * SEC);
+            let mut now = start;
+            let mut tat = 0;
+            let mut admitted = Vec::new();
+            for _ in 0..rand::random_range(1..600) {
+                now += rand::random_range(0..(3 * p.interval_us));
+                let v = decide(tat, now, p);
+                if v.allowed {
+                    admitted.push(now);
+                    tat = v.tat;
+                }
+            }
+            // Every window [a, b] of the admitted arrivals.
+            for (i, &a) in admitted.iter().enumerate() {
+                for (j, &b) in admitted.iter().enumerate().skip(i) {
+                    let count = (j - i + 1) as f64;
+                    let t = (b - a) as f64 / SEC as f64;
+                    let bound = f64::from(burst) + t * 1e6 / p.interval_us as f64;
+                    assert!(
+                        count <= bound + 1e-9,
+                        "case {case}: {count} admitted in {t}s, rps {rps}, burst {burst}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn memory_buckets_are_per_client_and_sweep_idle_ones() {
+        let b = MemoryBuckets::new();
+        let p = p(1.0, 2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let c: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(b.take_at(a, SEC, p).allowed);
+        assert!(b.take_at(a, SEC, p).allowed);
+        assert!(!b.take_at(a, SEC, p).allowed);
+        assert!(
+            b.take_at(c, SEC, p).allowed,
+            "another client has its own bucket"
+        );
+        // Many clients, then long idle: the map does not keep full buckets.
+        let n = (SHARDS * MIN_SWEEP * 2) as u32;
+        for i in 0..n {
+            b.take_at(IpAddr::from(i.to_be_bytes()), 2 * SEC, p);
+        }
+        for i in 0..2 * n {
+            let v6 = u128::from(i) + (1u128 << 100);
+            b.take_at(IpAddr::from(v6.to_be_bytes()), 100 * SEC, p);
+        }
+        assert!(b.len() < 3 * n as usize, "{}", b.len());
+    }
+
+    #[test]
+    fn keys_are_cluster_safe() {
+        assert_eq!(key("192.0.2.1".parse().unwrap()), "rl:{192.0.2.1}");
+        assert_eq!(key("2001:db8::".parse().unwrap()), "rl:{2001:db8::}");
+    }
+}

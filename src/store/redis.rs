@@ -11,9 +11,11 @@ use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::{FromRedisValue, IntoConnectionInfo, RedisError, ScriptInvocation};
 use tokio::sync::OnceCell;
+use tracing::Instrument;
 
 use super::StoreError;
 use crate::config::RedisConfig;
+use crate::telemetry::traces;
 
 /// Upper bound on one store call. A policy that cannot get an answer by then treats the store as
 /// down for this request (fallback or fail closed), so Redis trouble never stalls requests.
@@ -89,9 +91,12 @@ impl RedisStore {
                 Conn::Cluster(mut c) => cmd.query_async(&mut c).await.map_err(map_err),
             }
         };
-        tokio::time::timeout(CALL_TIMEOUT, call)
-            .await
-            .map_err(|_| StoreError::Timeout)?
+        traced("redis", "COMMAND", async {
+            tokio::time::timeout(CALL_TIMEOUT, call)
+                .await
+                .map_err(|_| StoreError::Timeout)?
+        })
+        .await
     }
 
     /// Runs a policy script: EVALSHA, falling back to loading it on NOSCRIPT.
@@ -105,10 +110,45 @@ impl RedisStore {
                 Conn::Cluster(mut c) => inv.invoke_async(&mut c).await.map_err(map_err),
             }
         };
-        tokio::time::timeout(CALL_TIMEOUT, call)
-            .await
-            .map_err(|_| StoreError::Timeout)?
+        traced("redis EVALSHA", "EVALSHA", async {
+            tokio::time::timeout(CALL_TIMEOUT, call)
+                .await
+                .map_err(|_| StoreError::Timeout)?
+        })
+        .await
     }
+}
+
+/// Runs `call` inside a client span for the store (issue #7) when the request's trace is
+/// sampled; otherwise as it is, so an unsampled request pays one check, not a span.
+async fn traced<T>(
+    name: &'static str,
+    op: &'static str,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    if !traces::is_sampled(&tracing::Span::current()) {
+        return call.await;
+    }
+    let span = tracing::info_span!(
+        "store",
+        otel.name = name,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        db.system.name = "redis",
+        db.operation.name = op,
+        error.type = tracing::field::Empty,
+    );
+    let result = call.instrument(span.clone()).await;
+    if let Err(e) = &result {
+        span.record("otel.status_code", "error");
+        let kind = match e {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Timeout => "timeout",
+            StoreError::Protocol(_) => "protocol_error",
+        };
+        span.record("error.type", kind);
+    }
+    result
 }
 
 fn map_err(e: RedisError) -> StoreError {
@@ -127,11 +167,18 @@ fn map_err(e: RedisError) -> StoreError {
 
 async fn connect(cfg: &RedisConfig) -> Result<Conn, RedisError> {
     if cfg.cluster {
+        // MOVED/ASK are followed at once; a node that drops is reconnected in the background
+        // while the call falls back to its shard's replica (which answers MOVED to the new
+        // master once one is promoted) and a slot-map refresh. The default retry waits (1.28 s
+        // and up) could never fit in CALL_TIMEOUT, so TRYAGAIN/CLUSTERDOWN are retried after
+        // 10–100 ms instead; what still fails within CALL_TIMEOUT is the policy's fallback.
         let mut builder =
             redis::cluster::ClusterClientBuilder::new(cfg.urls.iter().map(String::as_str))
                 .connection_timeout(Duration::from_secs(1))
                 .response_timeout(CALL_TIMEOUT)
-                .retries(2);
+                .retries(3)
+                .min_retry_wait(10)
+                .max_retry_wait(100);
         if let Some(pw) = &cfg.password {
             builder = builder.password(pw.expose());
         }

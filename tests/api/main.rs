@@ -6,3 +6,6 @@ mod helpers;
 
 mod proxy;
 mod queue;
+mod ratelimit;
+
+mod routing;

@@ -1,0 +1,240 @@
+//! OpenTelemetry traces over OTLP gRPC (issue #7, SPEC §8, §10).
+//!
+//! [`init`] builds the tracer provider that the `tracing-opentelemetry` layer (installed by
+//! `logs::init_with_traces`, the one place that installs the subscriber) feeds:
+//! - sampler `ParentBased(TraceIdRatioBased(TRACE_SAMPLING))`: an incoming sampled `traceparent`
+//!   is always continued, an unsampled one never, a new trace is kept with that probability;
+//! - the W3C trace-context propagator (`traceparent`/`tracestate`), set as the global one;
+//! - `SERVICE_NAME` and `SERVICE_VERSION` as the resource's `service.name`/`service.version`;
+//! - a batch processor with a bounded queue, exporting from its own thread. Ending a span only
+//!   tries to push it on that queue: when the collector is dead or slow the queue fills and spans
+//!   are dropped, so the request path never waits on the collector and never fails because of it.
+//!
+//! [`Traces::shutdown`] flushes what is queued, within [`SHUTDOWN_FLUSH_LIMIT`].
+//!
+//! Not here: which spans exist. The server span is opened in `middleware::context`, the client
+//! span per upstream call in `routes::proxy_parts`, the store spans in `store::redis`.
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue};
+use opentelemetry::KeyValue;
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry_otlp::{RetryPolicy, WithExportConfig, WithTonicConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider,
+};
+
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::config::TelemetryConfig;
+use crate::middleware::context::TRACEPARENT;
+use crate::upstream::forward::{TRACESTATE, TraceHeaders};
+
+/// Spans waiting for export; past this, new spans are dropped rather than queued.
+pub const MAX_QUEUED_SPANS: usize = 8192;
+/// How often the batch is sent (or sooner when a full batch is ready).
+pub const EXPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// One export call, connection included. A slow collector holds the export thread this long,
+/// never a request.
+pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long shutdown waits for the last spans to reach the collector.
+pub const SHUTDOWN_FLUSH_LIMIT: Duration = Duration::from_secs(5);
+
+/// The running trace pipeline. Keep it until the server has stopped, then call `shutdown`.
+pub struct Traces {
+    provider: SdkTracerProvider,
+}
+
+/// Builds the pipeline. Must run inside the tokio runtime (the gRPC channel lives on it). The
+/// channel connects lazily, so a collector that is down at start-up is not an error.
+pub fn init(
+    cfg: &TelemetryConfig,
+) -> Result<(Traces, SdkTracer), opentelemetry_otlp::ExporterBuildError> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(cfg.otlp_endpoint.clone())
+        .with_timeout(EXPORT_TIMEOUT)
+        // One retry: a collector that is down stays down for longer than a backoff, and the
+        // queue behind a retrying exporter only fills up.
+        .with_retry_policy(RetryPolicy::recommended().with_max_retries(1))
+        .build()?;
+    let batch = BatchConfigBuilder::default()
+        .with_max_queue_size(MAX_QUEUED_SPANS)
+        .with_max_export_batch_size(512)
+        .with_scheduled_delay(EXPORT_INTERVAL)
+        .build();
+    let processor = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(batch)
+        .build();
+    let resource = Resource::builder()
+        .with_service_name(cfg.service_name.clone())
+        .with_attribute(KeyValue::new(
+            "service.version",
+            cfg.service_version.clone(),
+        ))
+        .build();
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(sampler(cfg.trace_sampling))
+        .with_resource(resource)
+        .with_span_processor(processor)
+        .build();
+    let tracer = provider.tracer("gateway-api");
+    Ok((Traces { provider }, tracer))
+}
+
+/// SPEC §10: parent-based, `ratio` for new traces (`0` exports nothing unless the caller's
+/// `traceparent` is sampled).
+pub fn sampler(ratio: f64) -> Sampler {
+    Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
+}
+
+impl Traces {
+    /// Exports what is still queued and stops the export thread. Bounded: a dead collector
+    /// delays exit by at most [`SHUTDOWN_FLUSH_LIMIT`].
+    pub async fn shutdown(self) {
+        let provider = self.provider;
+        // `shutdown` blocks its thread until the exporter answers: keep it off the runtime's.
+        let flush = tokio::task::spawn_blocking(move || provider.shutdown());
+        match tokio::time::timeout(SHUTDOWN_FLUSH_LIMIT, flush).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "trace export on shutdown failed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "trace shutdown task failed"),
+            Err(_) => tracing::warn!("trace export on shutdown timed out; spans dropped"),
+        }
+    }
+}
+
+/// The caller's trace context from `traceparent`/`tracestate`, when it sent one.
+pub fn remote_parent(headers: &HeaderMap) -> Option<opentelemetry::Context> {
+    if !headers.contains_key(&TRACEPARENT) {
+        return None;
+    }
+    let cx =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
+    cx.span().span_context().is_valid().then_some(cx)
+}
+
+/// The OpenTelemetry trace id behind `span`; `None` when traces are off (no OTel layer, or the
+/// span is disabled).
+pub fn trace_id_of(span: &tracing::Span) -> Option<[u8; 16]> {
+    if span.is_disabled() {
+        return None;
+    }
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| sc.trace_id().to_bytes())
+}
+
+/// Whether `span` is being exported (its trace was sampled).
+pub fn is_sampled(span: &tracing::Span) -> bool {
+    !span.is_disabled() && span.context().span().span_context().is_sampled()
+}
+
+/// The W3C headers naming `span` as the parent of what the gateway calls next. When traces are
+/// off, a `traceparent` on the request's own trace id with a fresh span id, keeping the caller's
+/// flags and `tracestate` (so an upstream still joins the same trace).
+pub fn propagation_headers(
+    span: &tracing::Span,
+    trace_id: [u8; 16],
+    incoming: &HeaderMap,
+) -> TraceHeaders {
+    if !span.is_disabled() {
+        let cx = span.context();
+        if cx.span().span_context().is_valid() {
+            let mut out = TraceHeaders::default();
+            opentelemetry::global::get_text_map_propagator(|p| {
+                p.inject_context(&cx, &mut HeaderInjector(&mut out))
+            });
+            return out;
+        }
+    }
+    let caller = incoming
+        .get(&TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() == 55 && v.get(3..35).is_some_and(|t| t == hex::encode(trace_id)));
+    let flags = caller.and_then(|v| v.get(53..55)).unwrap_or("00");
+    let span_id: [u8; 8] = loop {
+        let id: [u8; 8] = rand::random();
+        if id != [0; 8] {
+            break id;
+        }
+    };
+    let traceparent = format!(
+        "00-{}-{}-{flags}",
+        hex::encode(trace_id),
+        hex::encode(span_id)
+    );
+    TraceHeaders {
+        traceparent: HeaderValue::from_str(&traceparent).ok(),
+        tracestate: caller.and(incoming.get(&TRACESTATE).cloned()),
+    }
+}
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut TraceHeaders);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        let value = HeaderValue::from_str(&value).ok();
+        match key {
+            "traceparent" => self.0.traceparent = value,
+            "tracestate" => self.0.tracestate = value.filter(|v| !v.is_empty()),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::Context;
+    use opentelemetry::trace::{
+        SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample};
+
+    use super::*;
+
+    fn decide(ratio: f64, parent: Option<bool>) -> SamplingDecision {
+        let trace_id = TraceId::from_bytes([0xff; 16]);
+        let cx = match parent {
+            None => Context::new(),
+            Some(sampled) => Context::new().with_remote_span_context(SpanContext::new(
+                trace_id,
+                SpanId::from_bytes([1; 8]),
+                if sampled {
+                    TraceFlags::SAMPLED
+                } else {
+                    TraceFlags::default()
+                },
+                true,
+                TraceState::default(),
+            )),
+        };
+        sampler(ratio)
+            .should_sample(Some(&cx), trace_id, "s", &SpanKind::Server, &[], &[])
+            .decision
+    }
+
+    #[test]
+    fn the_callers_sampling_decision_wins() {
+        assert_eq!(decide(0.0, Some(true)), SamplingDecision::RecordAndSample);
+        assert_eq!(decide(1.0, Some(false)), SamplingDecision::Drop);
+        assert_eq!(decide(0.0, None), SamplingDecision::Drop);
+        assert_eq!(decide(1.0, None), SamplingDecision::RecordAndSample);
+    }
+}
