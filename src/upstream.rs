@@ -238,20 +238,20 @@ impl Upstream {
                 "upstream instance ejected after consecutive failures"
             );
         }
-        let gauge = || {
+        if t.circuit_opened || t.circuit_closed {
+            // The state now, not the event: two racing transitions cannot leave it stale.
             self.metrics
                 .upstream_circuit_open
                 .with_label_values(&[self.name])
-        };
+                .set(i64::from(self.balancer.is_open()));
+        }
         if t.circuit_opened {
-            gauge().set(1);
             tracing::error!(
                 upstream = self.name,
                 "every upstream instance is failing: circuit open"
             );
         }
         if t.circuit_closed {
-            gauge().set(0);
             tracing::info!(upstream = self.name, instance = %inst.label, "upstream circuit closed");
         }
     }

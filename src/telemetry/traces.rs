@@ -98,8 +98,10 @@ impl Traces {
     pub async fn shutdown(self) {
         let provider = self.provider;
         // `shutdown` blocks its thread until the exporter answers: keep it off the runtime's.
-        let flush = tokio::task::spawn_blocking(move || provider.shutdown());
-        match tokio::time::timeout(SHUTDOWN_FLUSH_LIMIT, flush).await {
+        let flush = tokio::task::spawn_blocking(move || {
+            provider.shutdown_with_timeout(SHUTDOWN_FLUSH_LIMIT)
+        });
+        match tokio::time::timeout(SHUTDOWN_FLUSH_LIMIT + Duration::from_secs(1), flush).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "trace export on shutdown failed"),
             Ok(Err(e)) => tracing::warn!(error = %e, "trace shutdown task failed"),

@@ -233,11 +233,14 @@ impl Balancer {
             t.ejected_for_ms = self.try_eject(index, now);
         }
         if probe {
-            // The circuit stays open for another cooldown; the next probe may go after it.
-            self.open_until.store(
-                now.saturating_add(self.policy.eject_base_ms),
-                Ordering::Release,
-            );
+            // Still open (unless another request's success closed it meanwhile): for another
+            // cooldown, after which the next probe may go.
+            let until = now.saturating_add(self.policy.eject_base_ms);
+            let _ = self
+                .open_until
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                    (open != 0).then_some(until)
+                });
             self.probing.store(false, Ordering::Release);
         } else if !self.is_open()
             && self
@@ -472,6 +475,21 @@ mod tests {
         assert!(t.circuit_closed);
         assert!(!b.is_open());
         assert!(matches!(b.pick(2_201), Pick::Instance { probe: false, .. }));
+    }
+
+    #[test]
+    fn a_failed_probe_does_not_reopen_a_circuit_another_success_closed() {
+        let b = balancer(2);
+        fail(&b, 0, 3, 0);
+        fail(&b, 1, 3, 0);
+        let Pick::Instance { index, probe: true } = b.pick(1_000) else {
+            panic!("expected a probe");
+        };
+        // A request sent before the circuit opened comes back fine from the other instance.
+        assert!(b.record_success(1 - index, false).circuit_closed);
+        b.record_failure(index, true, 1_100);
+        assert!(!b.is_open());
+        assert!(matches!(b.pick(1_100), Pick::Instance { probe: false, .. }));
     }
 
     #[test]

@@ -363,6 +363,22 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Starts `gateway` with `env` (PORT is chosen here) and waits for `/healthz`.
     pub async fn start(env: &[(String, String)]) -> GatewayProcess {
+        Self::launch(env, None).await
+    }
+
+    /// As [`GatewayProcess::start`], collecting every line the gateway prints on stdout (its
+    /// JSON logs) into `lines`.
+    pub async fn start_capturing(
+        env: &[(String, String)],
+        lines: Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> GatewayProcess {
+        Self::launch(env, Some(lines)).await
+    }
+
+    async fn launch(
+        env: &[(String, String)],
+        capture: Option<Arc<std::sync::Mutex<Vec<String>>>>,
+    ) -> GatewayProcess {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
         cmd.env_clear()
@@ -374,7 +390,18 @@ impl GatewayProcess {
         if std::env::var_os("TEST_LOG").is_none() {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
-        let child = cmd.spawn().expect("spawn gateway");
+        if capture.is_some() {
+            cmd.stdout(Stdio::piped());
+        }
+        let mut child = cmd.spawn().expect("spawn gateway");
+        if let (Some(lines), Some(out)) = (capture, child.stdout.take()) {
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let p = GatewayProcess { addr, child };
         p.wait_healthy().await;

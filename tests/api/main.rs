@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod observability;
 mod proxy;
 mod queue;
 mod ratelimit;
