@@ -673,10 +673,10 @@ impl EventQueue {
             if seq > self.cursor {
                 self.departed.insert(seq);
             }
-            if let Some(u) = seat.user {
-                if self.users.get(&u) == Some(&seq) {
-                    self.users.remove(&u);
-                }
+            if let Some(u) = seat.user
+                && self.users.get(&u) == Some(&seq)
+            {
+                self.users.remove(&u);
             }
         }
     }
