@@ -58,6 +58,8 @@ impl App {
             tracing::warn!("REDIS_ADDR is unset: using the in-memory store (single replica only)");
         }
         let state = Arc::new(AppState::new(config, store)?);
+        // First JWKS fetch now, then in the background; not ready until it lands.
+        state.jwt.start();
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| AppError::Bind { addr, source })?;

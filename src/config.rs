@@ -83,6 +83,8 @@ pub struct JwtConfig {
     pub jwks_url: Option<String>,
     pub cache_ttl: Duration,
     pub skip_verify: bool,
+    /// `JWT_REFRESH_MIN_INTERVAL` (30s): an unknown `kid` refetches the JWKS at most this often.
+    pub refresh_min_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +145,7 @@ struct RawConfig {
     jwt_jwks_url: Option<String>,
     jwt_cache_ttl: Option<String>,
     jwt_skip_verify: Option<String>,
+    jwt_refresh_min_interval: Option<String>,
     rate_limit_enabled: Option<String>,
     rate_limit_rps: Option<String>,
     rate_limit_burst: Option<String>,
@@ -243,6 +246,12 @@ impl Config {
                 parse_duration,
             )?,
             skip_verify: parse_or("JWT_SKIP_VERIFY", r.jwt_skip_verify, false, parse_bool)?,
+            refresh_min_interval: parse_or(
+                "JWT_REFRESH_MIN_INTERVAL",
+                r.jwt_refresh_min_interval,
+                Duration::from_secs(30),
+                parse_duration,
+            )?,
         };
         let rate_limit = RateLimitConfig {
             enabled: parse_or("RATE_LIMIT_ENABLED", r.rate_limit_enabled, true, parse_bool)?,
@@ -704,6 +713,16 @@ mod tests {
         assert_eq!(format!("{:?}", r.password), "Some(***)");
         let c = cfg(&[("REDIS_ADDR", "h:1"), ("REDIS_TLS", "true")]).unwrap();
         assert_eq!(c.redis.unwrap().urls[0], "rediss://h:1");
+    }
+
+    #[test]
+    fn jwt_refresh_min_interval_defaults_to_30s_and_parses() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.jwt.refresh_min_interval, Duration::from_secs(30));
+        let c = cfg(&[("JWT_REFRESH_MIN_INTERVAL", "2s")]).unwrap();
+        assert_eq!(c.jwt.refresh_min_interval, Duration::from_secs(2));
+        let e = cfg(&[("JWT_REFRESH_MIN_INTERVAL", "soon")]).unwrap_err();
+        assert!(e.to_string().contains("JWT_REFRESH_MIN_INTERVAL"), "{e}");
     }
 
     #[test]

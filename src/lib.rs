@@ -5,6 +5,7 @@
 //! - `config`: typed, validated environment (SPEC §8).
 //! - `error`: `ApiError`, the one JSON error shape (SPEC §4).
 //! - `state`: `AppState`, built once and shared.
+//! - `jwt`: bearer-token checks and the JWKS cache (the auth layer is in `middleware`).
 //! - `router`: every route and layer, in request order.
 //! - `middleware`: request context, client address, and the policy layers.
 //! - `routes`: thin handlers.
@@ -18,6 +19,7 @@ pub mod app;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod jwt;
 pub mod middleware;
 pub mod mock_upstream;
 pub mod queue;

@@ -22,7 +22,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::Config;
+use crate::demo;
 use crate::error::ApiError;
+use crate::middleware::auth::AuthLayer;
 use crate::middleware::context;
 use crate::middleware::overload::OverloadLayer;
 use crate::middleware::ratelimit::RateLimitLayer;
@@ -48,8 +50,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/reservations/{id}", get(reservations::get))
         .route("/api/v1/payment/intent/{id}", get(payments::get_intent));
 
-    // Protected routes need a verified bearer token (SPEC §2; the layer comes with issue #3).
-    let protected = reads.merge(writes);
+    // Protected routes need a verified bearer token (SPEC §2): sets `Caller` for later layers.
+    let protected = reads.merge(writes).route_layer(AuthLayer::required(
+        state.jwt.clone(),
+        state.metrics.clone(),
+    ));
 
     // The waiting room (issue #6): join/status/leave, and `enter` behind idempotency; auth optional.
     let queue = Router::new()
@@ -83,6 +88,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/version", get(health::version))
         .route("/metrics", get(health::metrics))
         .merge(api)
+        // `--demo` only (absent otherwise, so 404): mint a token for the dev key.
+        .merge(demo::routes(state.demo.is_some()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
+use crate::demo::DemoIssuer;
+use crate::jwt::JwtVerifier;
 use crate::middleware::{overload, ratelimit::Limiter};
 use crate::queue::EventLabels;
 use crate::store::Store;
@@ -19,6 +21,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub reservation: Upstream,
     pub payment: Upstream,
+    /// Bearer-token verification and the JWKS cache (issue #3).
+    pub jwt: JwtVerifier,
+    /// `--demo` only: the dev signing key behind `GET /demo/token`.
+    pub demo: Option<DemoIssuer>,
     /// The per-client rate limiter (issue #4).
     pub limiter: Arc<Limiter>,
     /// `MAX_IN_FLIGHT` permits, one set for every `/api` route (issue #4).
@@ -37,12 +43,25 @@ pub enum StateError {
     Http(#[from] reqwest::Error),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("demo signing key: {0}")]
+    DemoKey(#[from] jsonwebtoken::errors::Error),
 }
 
 impl AppState {
     pub fn new(config: Config, store: Store) -> Result<Self, StateError> {
         let metrics = Arc::new(Metrics::new()?);
+        let jwt = JwtVerifier::new(&config.jwt, metrics.clone())?;
+        // `--demo` trusts a key generated here instead of fetching a JWKS.
+        let demo = if config.demo {
+            let issuer = DemoIssuer::generate(&config.jwt)?;
+            jwt.trust(&issuer.jwks());
+            Some(issuer)
+        } else {
+            None
+        };
         Ok(AppState {
+            jwt,
+            demo,
             reservation: Upstream::new(
                 config.reservation.clone(),
                 &config.routing,

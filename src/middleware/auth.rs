@@ -1,7 +1,37 @@
-//! Bearer-token authentication (SPEC §2, §4; issue #3 builds the layer). What later layers and
-//! handlers rely on is [`Caller`], put in the request extensions by the auth layer from a
-//! verified token only: a client can never choose who it is.
+//! Bearer-token authentication (SPEC §2, §4; issue #3): [`AuthLayer`] adapts
+//! [`JwtVerifier`](crate::jwt::JwtVerifier) to the request path. What later layers and handlers
+//! rely on is [`Caller`], put in the request extensions from a verified token only: a client can
+//! never choose who it is (`routes::proxy_parts` sends it upstream as `X-User-ID`).
+//!
+//! Two modes:
+//! - [`AuthLayer::required`] (protected routes): no valid token → 401.
+//! - [`AuthLayer::optional`] (queue `join`/`enter`): no `Authorization` header → the request
+//!   goes on with no `Caller` (anonymous); a header that is present but not a valid bearer
+//!   token → 401, never silently anonymous. Use it as a route layer on those routes:
+//!   ```ignore
+//!   Router::new()
+//!       .route("/api/v1/queue/join", post(queue::join))
+//!       .route_layer(AuthLayer::optional(state.jwt.clone(), state.metrics.clone()))
+//!   ```
+//!   and read `Option<Extension<Caller>>` (or `parts.extensions.get::<Caller>()`) in the handler.
+//!
+//! Refusals: header missing (or another scheme, e.g. `Basic`) → 401 with `WWW-Authenticate:
+//! Bearer`; a bad token → 401 with `error="invalid_token"`; no JWKS loaded yet → 503
+//! `UPSTREAM_UNAVAILABLE`. The reason goes to the log (with a short hash of the token, never the
+//! token) and to `jwt_verifications_total{result}`; the client reads a generic message.
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, header};
+use tower::{Layer, Service};
+
+use crate::error::{ApiError, AuthFailure};
+use crate::jwt::{self, JwtVerifier, VerifyError};
+use crate::telemetry::Metrics;
 
 /// The verified caller: the token's `sub`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,5 +46,258 @@ impl Caller {
 
     pub fn user_id(&self) -> &str {
         &self.sub
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Required,
+    Optional,
+}
+
+/// Builds [`Auth`] services (tower-http naming).
+#[derive(Clone)]
+pub struct AuthLayer {
+    verifier: JwtVerifier,
+    metrics: Arc<Metrics>,
+    mode: Mode,
+}
+
+impl AuthLayer {
+    /// Protected routes: a valid bearer token is required.
+    pub fn required(verifier: JwtVerifier, metrics: Arc<Metrics>) -> Self {
+        AuthLayer {
+            verifier,
+            metrics,
+            mode: Mode::Required,
+        }
+    }
+
+    /// Queue routes: no `Authorization` header → anonymous; present but invalid → 401.
+    pub fn optional(verifier: JwtVerifier, metrics: Arc<Metrics>) -> Self {
+        AuthLayer {
+            verifier,
+            metrics,
+            mode: Mode::Optional,
+        }
+    }
+
+    /// The caller for these headers: `Ok(None)` is anonymous (optional mode only).
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
+        let mut values = headers.get_all(header::AUTHORIZATION).iter();
+        let (value, more) = (values.next(), values.next().is_some());
+        let Some(value) = value else {
+            return match self.mode {
+                Mode::Optional => Ok(None),
+                Mode::Required => Err(self.refuse("missing", AuthFailure::Missing, None)),
+            };
+        };
+        if more {
+            return Err(self.refuse("multiple_headers", AuthFailure::Invalid, None));
+        }
+        let Ok(value) = value.to_str() else {
+            return Err(self.refuse("malformed", AuthFailure::Invalid, None));
+        };
+        let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            // RFC 6750 §3.1: another scheme is "no bearer credentials", so no error code.
+            return Err(self.refuse("wrong_scheme", AuthFailure::Missing, None));
+        }
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(self.refuse("empty", AuthFailure::Invalid, None));
+        }
+        match self.verifier.verify(token).await {
+            Ok(v) => {
+                self.metrics
+                    .jwt_verifications
+                    .with_label_values(&["ok"])
+                    .inc();
+                Ok(Some(Caller::new(v.sub)))
+            }
+            Err(VerifyError::Invalid(reason)) => {
+                Err(self.refuse(reason.label(), AuthFailure::Invalid, Some(token)))
+            }
+            Err(VerifyError::NoKeys) => {
+                self.metrics
+                    .jwt_verifications
+                    .with_label_values(&["no_keys"])
+                    .inc();
+                tracing::warn!("bearer token not checked: no JWKS loaded yet");
+                Err(ApiError::UpstreamUnavailable(
+                    "authentication is not available yet, retry later",
+                ))
+            }
+        }
+    }
+
+    fn refuse(&self, reason: &'static str, failure: AuthFailure, token: Option<&str>) -> ApiError {
+        self.metrics
+            .jwt_verifications
+            .with_label_values(&[reason])
+            .inc();
+        match token {
+            Some(t) => tracing::info!(
+                auth.reason = reason,
+                token.hash = %jwt::fingerprint(t),
+                "bearer token refused"
+            ),
+            None => tracing::info!(auth.reason = reason, "bearer token refused"),
+        }
+        ApiError::Unauthenticated(failure)
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Auth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Auth {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// Authenticates, then calls the inner service with [`Caller`] in the extensions.
+#[derive(Clone)]
+pub struct Auth<S> {
+    inner: S,
+    layer: AuthLayer,
+}
+
+impl<S> Service<Request> for Auth<S>
+where
+    S: Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        // Take the service that was driven to readiness; leave a clone in its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            match layer.authenticate(req.headers()).await {
+                Ok(Some(caller)) => {
+                    req.extensions_mut().insert(caller);
+                }
+                Ok(None) => {}
+                Err(e) => return Ok(e.into_response()),
+            }
+            inner.call(req).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::convert::Infallible;
+
+    use axum::body::Body;
+    use base64::Engine;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    use super::*;
+    use crate::config::Config;
+
+    fn skip_verify_layer(optional: bool) -> AuthLayer {
+        let config = Config::from_vars([("JWT_SKIP_VERIFY", "true")]).unwrap();
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let v = JwtVerifier::new(&config.jwt, metrics.clone()).unwrap();
+        if optional {
+            AuthLayer::optional(v, metrics)
+        } else {
+            AuthLayer::required(v, metrics)
+        }
+    }
+
+    fn unsigned(sub: &str) -> String {
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 600;
+        format!(
+            "Bearer {}.{}.c2ln",
+            b64(serde_json::json!({"alg": "RS256", "kid": "k"})),
+            b64(serde_json::json!({"sub": sub, "exp": exp}))
+        )
+    }
+
+    /// Echoes the caller it saw as the body.
+    async fn echo(req: Request) -> Result<Response, Infallible> {
+        let who = req
+            .extensions()
+            .get::<Caller>()
+            .map_or("anonymous".to_owned(), |c| c.user_id().to_owned());
+        Ok(Response::new(Body::from(who)))
+    }
+
+    async fn call(layer: AuthLayer, auth: Option<&str>) -> (u16, String, Option<String>) {
+        let svc = ServiceBuilder::new()
+            .layer(layer)
+            .service(tower::service_fn(echo));
+        let mut req = Request::builder().uri("/x");
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let res = svc.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        let status = res.status().as_u16();
+        let www = res
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = axum::body::to_bytes(res.into_body(), 4096).await.unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned(), www)
+    }
+
+    #[tokio::test]
+    async fn required_mode_refuses_a_missing_or_foreign_scheme_without_error_code() {
+        for auth in [None, Some("Basic dXNlcjpwYXNz")] {
+            let (status, _, www) = call(skip_verify_layer(false), auth).await;
+            assert_eq!(status, 401, "{auth:?}");
+            assert_eq!(www.as_deref(), Some("Bearer"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_bearer_is_invalid_token_in_both_modes() {
+        for optional in [false, true] {
+            for auth in ["Bearer", "Bearer ", "Bearer a.b", "Bearer !!.??.**"] {
+                let (status, _, www) = call(skip_verify_layer(optional), Some(auth)).await;
+                assert_eq!(status, 401, "{auth:?}");
+                assert_eq!(www.as_deref(), Some("Bearer error=\"invalid_token\""));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn optional_mode_lets_anonymous_through_but_never_a_bad_header() {
+        let (status, body, _) = call(skip_verify_layer(true), None).await;
+        assert_eq!((status, body.as_str()), (200, "anonymous"));
+        let (status, _, _) = call(skip_verify_layer(true), Some("Basic eA==")).await;
+        assert_eq!(status, 401);
+        let token = unsigned("user-9");
+        let (status, body, _) = call(skip_verify_layer(true), Some(&token)).await;
+        assert_eq!((status, body.as_str()), (200, "user-9"));
+    }
+
+    #[tokio::test]
+    async fn the_scheme_is_case_insensitive_and_the_caller_is_the_sub() {
+        let token = unsigned("user-1").replacen("Bearer", "bEaReR", 1);
+        let (status, body, _) = call(skip_verify_layer(false), Some(&token)).await;
+        assert_eq!((status, body.as_str()), (200, "user-1"));
     }
 }

@@ -21,6 +21,9 @@ pub async fn readyz(State(state): State<SharedState>) -> Response {
     if state.is_shutting_down() {
         return not_ready("shutting down");
     }
+    if !state.jwt.is_ready() {
+        return not_ready("JWKS not loaded");
+    }
     match tokio::time::timeout(STORE_PING_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
@@ -45,12 +48,17 @@ fn not_ready(reason: &'static str) -> Response {
 }
 
 pub async fn version(State(state): State<SharedState>) -> Json<serde_json::Value> {
-    Json(json!({
+    let mut v = json!({
         "service": state.config.telemetry.service_name,
         "version": state.config.telemetry.service_version,
         "git_sha": env!("GATEWAY_GIT_SHA"),
         "build_time": build_time(),
-    }))
+    });
+    if state.jwt.skips_verification() {
+        v["jwt_verification"] = json!("disabled");
+        v["warning"] = json!("JWT_SKIP_VERIFY=true: bearer token signatures are not checked");
+    }
+    Json(v)
 }
 
 /// RFC 3339 UTC of the build epoch baked in by `build.rs`.

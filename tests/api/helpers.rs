@@ -1,12 +1,15 @@
-//! The test harness: a real `redis-server` on a random port, recording mock upstreams, and the
-//! real gateway on an ephemeral port (in process, or as a separate `gateway` process when a test
-//! needs several replicas or signals). Nothing on the request path is mocked out.
+//! The test harness: a real `redis-server` on a random port, recording mock upstreams, a real
+//! JWKS server over HTTP (`JwksServer`, test keys in `tests/fixtures/`), and the real gateway on
+//! an ephemeral port (in process, or as a separate `gateway` process when a test needs several
+//! replicas or signals). Nothing on the request path is mocked out: `app.bearer(sub)` is a
+//! token signed by the test key, verified for real.
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::{Duration, Instant};
 
 use gateway_api::mock_upstream::{MockUpstream, Role};
@@ -166,6 +169,8 @@ pub struct AppOptions {
     pub env: Vec<(String, String)>,
     /// Use this Redis instead of starting one (several gateways sharing a store).
     pub shared_redis: Option<String>,
+    /// Wait for `/readyz` before returning (default). Off for tests that start not-ready.
+    pub wait_ready: bool,
 }
 
 impl AppOptions {
@@ -174,7 +179,14 @@ impl AppOptions {
             backend,
             env: Vec::new(),
             shared_redis: None,
+            wait_ready: true,
         }
+    }
+
+    /// Return at once, even if the gateway is not ready (e.g. its JWKS is down).
+    pub fn no_wait_ready(mut self) -> Self {
+        self.wait_ready = false;
+        self
     }
 
     pub fn env(mut self, k: &str, v: impl Into<String>) -> Self {
@@ -196,12 +208,15 @@ pub struct TestApp {
     pub reservation: MockUpstream,
     pub payment: MockUpstream,
     pub redis: Option<RedisServer>,
+    /// The identity provider this gateway trusts (`JWT_JWKS_URL`); swap its keys to rotate.
+    pub jwks: JwksServer,
     pub state: Arc<AppState>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The environment every test gateway starts from: mocks as upstreams, no delays on shutdown.
+/// JWT settings come from [`jwt_env`] (a `GatewayProcess` needs both).
 pub fn base_env(
     reservation: &MockUpstream,
     payment: &MockUpstream,
@@ -211,7 +226,6 @@ pub fn base_env(
         ("PORT".to_owned(), "0".to_owned()),
         ("UPSTREAM_RESERVATION_BASE".to_owned(), reservation.url()),
         ("UPSTREAM_PAYMENT_BASE".to_owned(), payment.url()),
-        ("JWT_SKIP_VERIFY".to_owned(), "true".to_owned()),
         ("SHUTDOWN_DELAY".to_owned(), "0s".to_owned()),
         ("SHUTDOWN_TIMEOUT".to_owned(), "5s".to_owned()),
         (
@@ -259,7 +273,9 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         (Backend::Redis, None, Some(r)) => Some(r.addr()),
         _ => None,
     };
+    let jwks = JwksServer::start(&TestKey::defaults()).await;
     let mut env = base_env(&reservation, &payment, redis_addr.as_deref());
+    env.extend(jwt_env(&jwks));
     env.extend(opts.env.iter().cloned());
     let config = Config::from_vars(env).expect("test config");
     let app = App::build_on(config, loopback)
@@ -282,11 +298,12 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         reservation,
         payment,
         redis,
+        jwks,
         state,
         stop: Some(stop),
         task: Some(task),
     };
-    if redis_addr.is_some() {
+    if opts.wait_ready {
         app.wait_ready().await;
     }
     app
@@ -313,11 +330,10 @@ impl TestApp {
             .json(body)
     }
 
-    /// An `Authorization` header value this gateway accepts for `sub`.
-    /// (Until the JWT work lands, the harness runs with JWT_SKIP_VERIFY=true and this token is
-    /// unsigned; the JWT work replaces it with one signed by the test JWKS key.)
+    /// An `Authorization` header value this gateway accepts for `sub`: `Bearer <jwt>` signed by
+    /// the test Ed25519 key, with the test issuer and audience, valid for an hour.
     pub fn bearer(&self, sub: &str) -> String {
-        bearer_for(&[], sub)
+        bearer(sub)
     }
 
     /// Waits (up to 10 s) until `/readyz` answers 200.
@@ -412,6 +428,24 @@ impl GatewayProcess {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// Waits (up to 20 s) until `/readyz` answers 200 (store up, JWKS loaded).
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = client.get(self.url("/readyz")).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("gateway process on {} never became ready", self.addr);
+    }
+
     async fn wait_healthy(&self) {
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -422,11 +456,28 @@ impl GatewayProcess {
             if let Ok(r) = client.get(self.url("/healthz")).send().await
                 && r.status() == 200
             {
+                self.wait_jwks(&client).await;
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("gateway process on {} never became healthy", self.addr);
+    }
+
+    /// Gives the first JWKS fetch (up to 10 s) to land, so a test's first bearer token is not met
+    /// with 503. Returns without failing if it never does (tests of a down JWKS).
+    async fn wait_jwks(&self, client: &reqwest::Client) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let Ok(r) = client.get(self.url("/readyz")).send().await else {
+                return;
+            };
+            let body = r.text().await.unwrap_or_default();
+            if !body.contains("JWKS not loaded") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// Sends SIGTERM.
@@ -504,20 +555,222 @@ pub async fn raw_request(addr: SocketAddr, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// An `Authorization` header value that a gateway started with `env` accepts for `sub`.
-/// (Until the JWT work lands the harness runs with JWT_SKIP_VERIFY=true and this token is
-/// unsigned; the JWT work signs it with the test JWKS key.)
+/// An `Authorization` header value that a gateway started with `env` accepts for `sub`: any
+/// gateway whose env includes [`jwt_env`] trusts the test keys, so this is [`bearer`].
 pub fn bearer_for(_env: &[(String, String)], sub: &str) -> String {
-    use base64::Engine;
-    let b64 = |v: serde_json::Value| {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
-    };
-    let exp = std::time::SystemTime::now()
+    bearer(sub)
+}
+
+// ---------------------------------------------------------------------------------------------
+// JWT: test keys (pre-generated with openssl into tests/fixtures/), tokens, a real JWKS server.
+
+pub const TEST_ISSUER: &str = "https://idp.test.local/";
+pub const TEST_AUDIENCE: &str = "gateway-api";
+
+/// The JWT settings for a gateway trusting `jwks` (add to `base_env` for a `GatewayProcess`).
+pub fn jwt_env(jwks: &JwksServer) -> Vec<(String, String)> {
+    vec![
+        ("JWT_ISSUER".to_owned(), TEST_ISSUER.to_owned()),
+        ("JWT_AUDIENCE".to_owned(), TEST_AUDIENCE.to_owned()),
+        ("JWT_JWKS_URL".to_owned(), jwks.url()),
+    ]
+}
+
+/// `Bearer <jwt>` for `sub`, signed by the default test key ([`TestKey::ed25519`]).
+pub fn bearer(sub: &str) -> String {
+    format!("Bearer {}", TestKey::ed25519().sign(&claims_for(sub)))
+}
+
+/// Valid claims for `sub`: test issuer and audience, expiring in an hour.
+pub fn claims_for(sub: &str) -> serde_json::Value {
+    let now = unix_now();
+    serde_json::json!({
+        "sub": sub,
+        "iss": TEST_ISSUER,
+        "aud": TEST_AUDIENCE,
+        "iat": now,
+        "exp": now + 3600,
+    })
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
-        + 3600;
-    let header = b64(serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": "test"}));
-    let claims = b64(serde_json::json!({"sub": sub, "exp": exp}));
-    format!("Bearer {header}.{claims}.c2lnbmF0dXJl")
+}
+
+/// A signing key and its public JWK.
+pub struct TestKey {
+    pub kid: String,
+    pub alg: jsonwebtoken::Algorithm,
+    pub key: jsonwebtoken::EncodingKey,
+    pub jwk: serde_json::Value,
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+impl TestKey {
+    fn load(file: &str, kid: &str, alg: jsonwebtoken::Algorithm) -> TestKey {
+        use jsonwebtoken::{Algorithm, EncodingKey};
+        let pem = fixture(file);
+        let key = match alg {
+            Algorithm::RS256 | Algorithm::PS256 => EncodingKey::from_rsa_pem(&pem),
+            Algorithm::ES256 => EncodingKey::from_ec_pem(&pem),
+            _ => EncodingKey::from_ed_pem(&pem),
+        }
+        .expect("fixture key");
+        let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, alg).expect("jwk");
+        jwk.common.key_id = Some(kid.to_owned());
+        jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
+        TestKey {
+            kid: kid.to_owned(),
+            alg,
+            key,
+            jwk: serde_json::to_value(&jwk).expect("jwk json"),
+        }
+    }
+
+    pub fn rsa() -> &'static TestKey {
+        static K: LazyLock<TestKey> =
+            LazyLock::new(|| TestKey::load("rsa.pem", "test-rsa", jsonwebtoken::Algorithm::RS256));
+        &K
+    }
+
+    /// A second RSA key, for rotation.
+    pub fn rsa2() -> &'static TestKey {
+        static K: LazyLock<TestKey> = LazyLock::new(|| {
+            TestKey::load("rsa2.pem", "test-rsa-2", jsonwebtoken::Algorithm::RS256)
+        });
+        &K
+    }
+
+    pub fn ec() -> &'static TestKey {
+        static K: LazyLock<TestKey> =
+            LazyLock::new(|| TestKey::load("ec.pem", "test-ec", jsonwebtoken::Algorithm::ES256));
+        &K
+    }
+
+    pub fn ed25519() -> &'static TestKey {
+        static K: LazyLock<TestKey> = LazyLock::new(|| {
+            TestKey::load(
+                "ed25519.pem",
+                "test-ed25519",
+                jsonwebtoken::Algorithm::EdDSA,
+            )
+        });
+        &K
+    }
+
+    /// What a test gateway's JWKS holds unless a test says otherwise.
+    pub fn defaults() -> Vec<&'static TestKey> {
+        vec![TestKey::rsa(), TestKey::ec(), TestKey::ed25519()]
+    }
+
+    /// A compact JWS of `claims` with this key's `alg` and `kid`.
+    pub fn sign(&self, claims: &serde_json::Value) -> String {
+        let mut header = jsonwebtoken::Header::new(self.alg);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.key).expect("sign")
+    }
+}
+
+/// A JWKS endpoint over real HTTP on a loopback port: swappable key set (rotation), a fetch
+/// counter, and a failure switch. Stops on drop.
+pub struct JwksServer {
+    pub port: u16,
+    jwks: Arc<RwLock<serde_json::Value>>,
+    fetches: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl JwksServer {
+    /// On a random loopback port.
+    pub async fn start(keys: &[&TestKey]) -> JwksServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind jwks");
+        Self::serve(listener, keys)
+    }
+
+    /// On a given port (one a gateway was already told about, to come up late).
+    pub async fn start_on(port: u16, keys: &[&TestKey]) -> JwksServer {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind jwks port");
+        Self::serve(listener, keys)
+    }
+
+    fn serve(listener: tokio::net::TcpListener, keys: &[&TestKey]) -> JwksServer {
+        let port = listener.local_addr().expect("addr").port();
+        let jwks = Arc::new(RwLock::new(Self::set_of(keys)));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let failing = Arc::new(AtomicBool::new(false));
+        let (j, f, x) = (jwks.clone(), fetches.clone(), failing.clone());
+        let app = axum::Router::new().route(
+            "/.well-known/jwks.json",
+            axum::routing::get(move || {
+                let (j, f, x) = (j.clone(), f.clone(), x.clone());
+                async move {
+                    use axum::response::IntoResponse;
+                    f.fetch_add(1, Ordering::SeqCst);
+                    if x.load(Ordering::SeqCst) {
+                        return (http::StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
+                    }
+                    let body = j.read().unwrap().clone();
+                    axum::Json(body).into_response()
+                }
+            }),
+        );
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        JwksServer {
+            port,
+            jwks,
+            fetches,
+            failing,
+            task,
+        }
+    }
+
+    fn set_of(keys: &[&TestKey]) -> serde_json::Value {
+        serde_json::json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/.well-known/jwks.json", self.port)
+    }
+
+    /// Serve these keys from now on.
+    pub fn set_keys(&self, keys: &[&TestKey]) {
+        *self.jwks.write().unwrap() = Self::set_of(keys);
+    }
+
+    /// Serve this exact document from now on.
+    pub fn set_document(&self, doc: serde_json::Value) {
+        *self.jwks.write().unwrap() = doc;
+    }
+
+    /// How many times the JWKS was requested.
+    pub fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+
+    /// While set, answer 503.
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+}
+
+impl Drop for JwksServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

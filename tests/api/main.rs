@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod auth;
 mod observability;
 mod proxy;
 mod queue;

@@ -24,7 +24,8 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, GatewayProcess, base_env, bearer_for, free_port, json as body_json, spawn_app_on,
+    Backend, GatewayProcess, JwksServer, RedisServer, TestKey, base_env, bearer_for, free_port,
+    json as body_json, jwt_env, spawn_app_on,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -160,6 +161,7 @@ struct Stack {
     payment: MockUpstream,
     env: Vec<(String, String)>,
     client: reqwest::Client,
+    _jwks: JwksServer,
 }
 
 async fn start_stack(extra: &[(&str, &str)], logs: Option<Arc<Mutex<Vec<String>>>>) -> Stack {
@@ -168,7 +170,9 @@ async fn start_stack(extra: &[(&str, &str)], logs: Option<Arc<Mutex<Vec<String>>
         .await
         .unwrap();
     let payment = MockUpstream::start(Role::Payment, loopback).await.unwrap();
+    let jwks = JwksServer::start(&TestKey::defaults()).await;
     let mut env = base_env(&reservation, &payment, None);
+    env.extend(jwt_env(&jwks));
     env.retain(|(k, _)| extra.iter().all(|(e, _)| e != k));
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let gw = match logs {
@@ -186,10 +190,23 @@ async fn start_stack(extra: &[(&str, &str)], logs: Option<Arc<Mutex<Vec<String>>
         payment,
         env,
         client,
+        _jwks: jwks,
     }
 }
 
 impl Stack {
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let res = self.client.get(self.gw.url("/readyz")).send().await;
+            if res.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("gateway never became ready");
+    }
+
     fn create(&self, sub: &str) -> reqwest::RequestBuilder {
         self.client
             .post(self.gw.url("/api/v1/reservations/create"))
@@ -213,16 +230,22 @@ fn header(res: &reqwest::Response, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incoming_traceparent_is_continued_to_the_upstream() {
     let (collector, endpoint) = Collector::start().await;
+    // With Redis, the rate limit's store call is on the request path: it gets a span too.
+    let redis = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .unwrap();
     let stack = start_stack(
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("TRACE_SAMPLING", "0"),
             ("SERVICE_NAME", "gateway-under-test"),
             ("SERVICE_VERSION", "9.8.7"),
+            ("REDIS_ADDR", &redis.addr()),
         ],
         None,
     )
     .await;
+    stack.wait_ready().await;
     let tid = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
     let res = stack
@@ -238,7 +261,10 @@ async fn an_incoming_traceparent_is_continued_to_the_upstream() {
     let spans = collector
         .wait_for("a server and a client span", |s| {
             s.iter().any(|e| is_kind(&e.span, SpanKind::Server))
-                && s.iter().any(|e| is_kind(&e.span, SpanKind::Client))
+                && s.iter()
+                    .filter(|e| is_kind(&e.span, SpanKind::Client))
+                    .count()
+                    >= 2
         })
         .await;
     let server = spans
@@ -273,7 +299,7 @@ async fn an_incoming_traceparent_is_continued_to_the_upstream() {
 
     let client = spans
         .iter()
-        .find(|e| is_kind(&e.span, SpanKind::Client))
+        .find(|e| is_kind(&e.span, SpanKind::Client) && attr(&e.span, "db.system.name").is_none())
         .unwrap();
     assert_eq!(trace_hex(&client.span), tid);
     assert_eq!(client.span.parent_span_id, server.span.span_id);
@@ -281,6 +307,13 @@ async fn an_incoming_traceparent_is_continued_to_the_upstream() {
         attr(&client.span, "http.response.status_code").as_deref(),
         Some("201")
     );
+
+    let store = spans
+        .iter()
+        .find(|e| attr(&e.span, "db.system.name").as_deref() == Some("redis"))
+        .unwrap_or_else(|| panic!("no store span: {:#?}", summary(&spans)));
+    assert_eq!(store.span.parent_span_id, server.span.span_id);
+    assert!(is_kind(&store.span, SpanKind::Client));
 
     // The upstream saw the client span as its parent, and the caller's tracestate.
     let received = stack.reservation.received();
@@ -416,6 +449,51 @@ async fn sampled_out_requests_export_nothing() {
             summary(&spans)
         );
     }
+}
+
+/// With no trace pipeline (the in-process harness installs none) the trace id still flows: the
+/// caller's is kept, a new one is made otherwise, and the upstream joins the same trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_trace_pipeline_the_trace_id_still_propagates() {
+    let app = spawn_app_on(Backend::Memory).await;
+    let tid = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let create = |tp: Option<&str>| {
+        let mut req = app
+            .post_json(
+                "/api/v1/reservations/create",
+                &json!({"event_id": "e", "seats": 1}),
+            )
+            .header("authorization", app.bearer("p"));
+        if let Some(tp) = tp {
+            req = req.header("traceparent", tp).header("tracestate", "k=v");
+        }
+        req.send()
+    };
+    let res = create(Some(&format!("00-{tid}-00f067aa0ba902b7-01")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(header(&res, "x-trace-id"), tid);
+    let res = create(None).await.unwrap();
+    assert_eq!(res.status(), 201);
+    let fresh = header(&res, "x-trace-id");
+    assert_eq!(fresh.len(), 32);
+    assert_ne!(fresh, tid);
+
+    let received = app.reservation.received();
+    let tp: Vec<String> = received
+        .iter()
+        .map(|r| r.headers["traceparent"].to_str().unwrap().to_owned())
+        .collect();
+    assert!(tp[0].starts_with(&format!("00-{tid}-")) && tp[0].ends_with("-01"));
+    assert!(
+        !tp[0].contains("00f067aa0ba902b7"),
+        "a new span id: {}",
+        tp[0]
+    );
+    assert_eq!(received[0].headers["tracestate"], "k=v");
+    assert!(tp[1].starts_with(&format!("00-{fresh}-")) && tp[1].ends_with("-00"));
+    assert!(received[1].headers.get("tracestate").is_none());
 }
 
 /// SIGTERM flushes the spans still queued: nothing is lost at shutdown, and exit is prompt.

@@ -5,8 +5,8 @@ use gateway_api::mock_upstream::{MockUpstream, Role};
 use serde_json::json;
 
 use crate::helpers::{
-    AppOptions, Backend, GatewayProcess, assert_error, base_env, free_port, json, raw_request,
-    spawn_app_on, spawn_app_with,
+    AppOptions, Backend, GatewayProcess, JwksServer, TestKey, assert_error, base_env, free_port,
+    json, jwt_env, raw_request, spawn_app_on, spawn_app_with,
 };
 use crate::store_contract;
 
@@ -19,6 +19,7 @@ async fn reservation_round_trip_maps_every_route(b: Backend) {
             "/api/v1/reservations/create",
             &json!({"event_id": "e1", "seats": 2}),
         )
+        .header("authorization", app.bearer("user-1"))
         .send()
         .await
         .unwrap();
@@ -28,6 +29,7 @@ async fn reservation_round_trip_maps_every_route(b: Backend) {
 
     let res = app
         .get(&format!("/api/v1/reservations/{id}?expand=seats"))
+        .header("authorization", app.bearer("user-1"))
         .send()
         .await
         .unwrap();
@@ -37,6 +39,7 @@ async fn reservation_round_trip_maps_every_route(b: Backend) {
     let res = app
         .post(&format!("/api/v1/reservations/{id}/confirm"))
         .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+        .header("authorization", app.bearer("user-1"))
         .send()
         .await
         .unwrap();
@@ -45,6 +48,7 @@ async fn reservation_round_trip_maps_every_route(b: Backend) {
     let res = app
         .post(&format!("/api/v1/reservations/{id}/cancel"))
         .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+        .header("authorization", app.bearer("user-1"))
         .send()
         .await
         .unwrap();
@@ -76,6 +80,7 @@ async fn alias_and_payment_routes_map_to_their_upstreams() {
     let app = spawn_app_on(Backend::Memory).await;
     let res = app
         .post_json("/api/v1/reservations", &json!({"event_id": "e1"}))
+        .header("authorization", app.bearer("user-1"))
         .send()
         .await
         .unwrap();
@@ -85,6 +90,7 @@ async fn alias_and_payment_routes_map_to_their_upstreams() {
             "/api/v1/payment/intent",
             &json!({"reservation_id": "r1", "amount": 100}),
         )
+        .header("authorization", app.bearer("user-1"))
         .send()
         .await
         .unwrap();
@@ -94,12 +100,14 @@ async fn alias_and_payment_routes_map_to_their_upstreams() {
     let id = intent["payment_intent_id"].as_str().unwrap();
     let res = app
         .get(&format!("/api/v1/payment/intent/{id}"))
+        .header("authorization", app.bearer("user-1"))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
     let res = app
         .get("/api/v1/payment/intent/unknown")
+        .header("authorization", app.bearer("user-1"))
         .send()
         .await
         .unwrap();
@@ -131,7 +139,12 @@ async fn bad_ids_never_reach_an_upstream() {
         "/api/v1/reservations/a%20b",
         "/api/v1/reservations/a%00",
     ] {
-        let res = app.get(path).send().await.unwrap();
+        let res = app
+            .get(path)
+            .header("authorization", app.bearer("user-1"))
+            .send()
+            .await
+            .unwrap();
         assert_error(res, 400, "BAD_REQUEST").await;
     }
     // An HTTP client would normalise `..` away; send it raw.
@@ -140,13 +153,17 @@ async fn bad_ids_never_reach_an_upstream() {
         "/api/v1/reservations/%2E%2E",
         "/api/v1/reservations/%2e.",
     ] {
-        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+            app.bearer("user-1")
+        );
         let answer = raw_request(app.addr, req.as_bytes()).await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
         assert!(answer.contains("BAD_REQUEST"), "{answer}");
     }
     let res = app
         .get(&format!("/api/v1/reservations/{long}"))
+        .header("authorization", app.bearer("user-1"))
         .send()
         .await
         .unwrap();
@@ -478,11 +495,14 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
         .await
         .unwrap();
     reservation.set_delay(Duration::from_secs(2));
+    let jwks = JwksServer::start(&TestKey::defaults()).await;
     let mut env = base_env(&reservation, &payment, None);
+    env.extend(jwt_env(&jwks));
     env.retain(|(k, _)| k != "SHUTDOWN_DELAY" && k != "PORT");
     env.push(("SHUTDOWN_DELAY".into(), "1s".into()));
     env.push(("UPSTREAM_RESERVATION_TIMEOUT".into(), "10s".into()));
     let mut gw = GatewayProcess::start(&env).await;
+    gw.wait_ready().await;
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let token = crate::helpers::bearer_for(&env, "user-1");
     let slow = {

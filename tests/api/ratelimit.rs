@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use gateway_api::mock_upstream::{MockUpstream, Role};
 
 use crate::helpers::{
-    AppOptions, Backend, GatewayProcess, RedisServer, TestApp, assert_error, base_env, bearer_for,
-    spawn_app_with,
+    AppOptions, Backend, GatewayProcess, JwksServer, RedisServer, TestApp, TestKey, assert_error,
+    base_env, bearer_for, jwt_env, spawn_app_with,
 };
 use crate::store_contract;
 
@@ -251,7 +251,9 @@ async fn three_replicas_share_one_bucket() {
     let redis = tokio::task::spawn_blocking(RedisServer::start)
         .await
         .unwrap();
+    let jwks = JwksServer::start(&TestKey::defaults()).await;
     let mut env = base_env(&reservation, &payment, Some(&redis.addr()));
+    env.extend(jwt_env(&jwks));
     env.push(("RATE_LIMIT_RPS".to_owned(), "5".to_owned()));
     env.push(("RATE_LIMIT_BURST".to_owned(), "10".to_owned()));
     let mut gateways = Vec::new();

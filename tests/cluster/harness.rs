@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use gateway_api::mock_upstream::{MockUpstream, Role};
 
-use crate::helpers::{GatewayProcess, base_env};
+use crate::helpers::{GatewayProcess, JwksServer, TestKey, base_env, jwt_env};
 
 /// Cluster tests start six redis-servers and three gateways each; on a small machine they run
 /// one at a time so that their timing (rates, failover windows) measures the code, not the
@@ -218,6 +218,8 @@ pub struct Replicas {
     pub reservation: Vec<MockUpstream>,
     pub payment: Vec<MockUpstream>,
     pub client: reqwest::Client,
+    /// The identity provider every replica trusts (`helpers::bearer(sub)` tokens verify).
+    pub jwks: JwksServer,
 }
 
 impl Replicas {
@@ -228,6 +230,7 @@ impl Replicas {
             gateways: Vec::new(),
             reservation: Vec::new(),
             payment: Vec::new(),
+            jwks: JwksServer::start(&TestKey::defaults()).await,
             client: reqwest::Client::builder()
                 .no_proxy()
                 .timeout(Duration::from_secs(10))
@@ -243,6 +246,7 @@ impl Replicas {
                 .await
                 .expect("mock");
             let mut env = base_env(&reservation, &payment, Some(&cluster.addr()));
+            env.extend(jwt_env(&r.jwks));
             env.push(("REDIS_CLUSTER".to_owned(), "true".to_owned()));
             if let Some(pw) = &cluster.password {
                 env.push(("REDIS_PASSWORD".to_owned(), pw.clone()));
