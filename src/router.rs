@@ -56,12 +56,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         state.metrics.clone(),
     ));
 
-    // The waiting room (issue #6): join/status/leave, and `enter` behind idempotency; auth optional.
-    let queue = Router::new()
+    // The waiting room (SPEC §5): join and enter know the verified caller when a bearer is sent
+    // (optional auth: none → anonymous, invalid → 401); status and leave need only the token.
+    let queue_identified = Router::new()
         .route("/api/v1/queue/join", post(queue::join))
-        .route("/api/v1/queue/status", get(queue::status))
         .route("/api/v1/queue/enter", post(queue::enter))
-        .route("/api/v1/queue/leave", delete(queue::leave));
+        .route_layer(AuthLayer::optional(
+            state.jwt.clone(),
+            state.metrics.clone(),
+        ));
+    let queue = Router::new()
+        .route("/api/v1/queue/status", get(queue::status))
+        .route("/api/v1/queue/leave", delete(queue::leave))
+        .merge(queue_identified);
 
     // Every /api route: overload shedding, then the per-client rate limit (issue #4), before auth
     // so a flood cannot burn CPU on signatures.

@@ -6,8 +6,8 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    AppOptions, Backend, GatewayProcess, RedisServer, TestApp, assert_error, base_env, json,
-    spawn_app_with,
+    AppOptions, Backend, GatewayProcess, JwksServer, RedisServer, TestApp, TestKey, assert_error,
+    base_env, json, jwt_env, spawn_app_with,
 };
 use crate::store_contract;
 
@@ -308,6 +308,15 @@ async fn joining_again_keeps_the_place_and_namespaces_stay_apart(b: Backend) {
     )
     .await;
     assert_eq!(both["waiting_token"], alice["waiting_token"]);
+    // A bearer that is sent must be valid: optional auth never downgrades a bad one to anonymous.
+    let res = app
+        .post("/api/v1/queue/join")
+        .header("authorization", "Bearer not-a-jwt")
+        .json(&json!({"event_id": "ev"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 401, "UNAUTHENTICATED").await;
     // Anonymous joins are new places every time; other events are other queues.
     let anon = join(&app, json!({"event_id": "ev"}), None).await;
     assert_eq!(anon["position_hint"], 5);
@@ -486,7 +495,9 @@ async fn admission_is_shared_by_two_replicas_at_the_configured_rate_in_join_orde
     )
     .await
     .unwrap();
+    let jwks = JwksServer::start(&TestKey::defaults()).await;
     let mut env = base_env(&reservation, &payment, Some(&redis.addr()));
+    env.extend(jwt_env(&jwks));
     env.push(("QUEUE_ADMISSION_RPS".into(), "20".into()));
     let a = GatewayProcess::start(&env).await;
     let b = GatewayProcess::start(&env).await;
