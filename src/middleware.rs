@@ -3,5 +3,6 @@
 pub mod auth;
 pub mod client_ip;
 pub mod context;
+pub mod idempotency;
 pub mod overload;
 pub mod ratelimit;

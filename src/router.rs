@@ -26,13 +26,14 @@ use crate::demo;
 use crate::error::ApiError;
 use crate::middleware::auth::AuthLayer;
 use crate::middleware::context;
+use crate::middleware::idempotency::IdempotencyLayer;
 use crate::middleware::overload::OverloadLayer;
 use crate::middleware::ratelimit::RateLimitLayer;
 use crate::routes::{health, payments, queue, reservations};
 use crate::state::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
-    // Writes: each one needs an Idempotency-Key (SPEC §6; the layer comes with issue #5).
+    // Writes: each one needs an Idempotency-Key (SPEC §6).
     let writes = Router::new()
         .route("/api/v1/reservations/create", post(reservations::create))
         .route("/api/v1/reservations", post(reservations::create))
@@ -44,7 +45,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/reservations/{id}/confirm",
             post(reservations::confirm),
         )
-        .route("/api/v1/payment/intent", post(payments::create_intent));
+        .route("/api/v1/payment/intent", post(payments::create_intent))
+        // Exactly-once: replay, 409 or run; inside auth so a record belongs to the caller.
+        .route_layer(IdempotencyLayer::new(&state));
 
     let reads = Router::new()
         .route("/api/v1/reservations/{id}", get(reservations::get))

@@ -1,6 +1,616 @@
-//! Idempotency records in the store (SPEC §6). Issue #5 fills this in: the atomic acquire, the
-//! completion and the release, in Lua and in process.
+//! Idempotency records in the store (SPEC §6): the atomic acquire, the completion and the
+//! release, as Lua scripts for Redis and as their in-process twin for the memory store. No HTTP
+//! here: the layer (`middleware/idempotency.rs`) decides what a response means; this file only
+//! keeps records.
+//!
+//! A record lives under `idem:{<scope hash>}:<uuid>`. The scope (the verified user, or an
+//! anonymous client address) is SHA-256 hashed so no user id or address is readable in Redis,
+//! and braced as a Redis Cluster hash tag. Each operation touches one key in one round trip.
+//!
+//! A record is either in flight (fingerprint + owner token, expiring after the in-flight TTL so
+//! a crashed replica cannot wedge a key) or done (fingerprint + status, content type and body,
+//! expiring after `IDEMPOTENCY_TTL_SECONDS`). Completion and release only act while the record
+//! is still in flight and owned by the caller's token, so a late writer whose record already
+//! expired and was re-acquired by someone else cannot overwrite or delete the new record.
+use std::collections::HashMap;
+use std::collections::hash_map::{Entry, RandomState};
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::sync::{LazyLock, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-/// Records of the memory store.
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use sha2::{Digest, Sha256};
+
+use super::{Store, StoreError};
+
+/// Whose record it is. Another scope's identical key is another record (SPEC §6).
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// The verified caller (`Caller::user_id`).
+    User(&'a str),
+    /// No verified caller (optional-auth routes): the client address of SPEC §7.
+    Anonymous(IpAddr),
+}
+
+/// The store key of one (scope, idempotency key) record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordKey(String);
+
+impl RecordKey {
+    pub fn new(scope: Scope<'_>, key: uuid::Uuid) -> RecordKey {
+        let mut h = Sha256::new();
+        match scope {
+            Scope::User(sub) => {
+                h.update(b"user\0");
+                h.update(sub.as_bytes());
+            }
+            Scope::Anonymous(ip) => {
+                h.update(b"anon\0");
+                h.update(ip.to_string().as_bytes());
+            }
+        }
+        let digest = h.finalize();
+        // 128 bits of the hash: collision-free in practice, half the key length.
+        let scope_hash = hex::encode(&digest[..16]);
+        let mut buf = uuid::Uuid::encode_buffer();
+        let key = key.hyphenated().encode_lower(&mut buf);
+        RecordKey(format!("idem:{{{scope_hash}}}:{key}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What makes two requests "the same request": SHA-256 over method, concrete path and query, and
+/// the SHA-256 of the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    pub fn new(method: &http::Method, path_and_query: &str, body: &[u8]) -> Fingerprint {
+        let body_hash = Sha256::digest(body);
+        let mut h = Sha256::new();
+        h.update(method.as_str().as_bytes());
+        h.update(b"\0");
+        h.update(path_and_query.as_bytes());
+        h.update(b"\0");
+        h.update(body_hash);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&h.finalize());
+        Fingerprint(out)
+    }
+
+    fn to_hex(self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+/// A completed operation's answer, as replayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: StatusCode,
+    pub content_type: Option<HeaderValue>,
+    pub body: Bytes,
+}
+
+/// Proof that this request owns the in-flight record; needed to complete or release it.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    key: RecordKey,
+    owner: String,
+}
+
+/// The outcome of [`acquire`].
+#[derive(Debug)]
+pub enum Acquire {
+    /// No record existed: it is now in flight and ours.
+    Acquired(Lease),
+    /// Same fingerprint, still in flight elsewhere.
+    InFlight,
+    /// A record with another fingerprint exists (in flight or done).
+    Conflict,
+    /// Same fingerprint, done: replay this.
+    Completed(StoredResponse),
+}
+
+/// Creates the in-flight record unless one exists: exactly one caller wins, across replicas.
+pub async fn acquire(
+    store: &Store,
+    key: &RecordKey,
+    fp: Fingerprint,
+    in_flight_ttl: Duration,
+) -> Result<Acquire, StoreError> {
+    let owner = hex::encode(rand::random::<[u8; 16]>());
+    match store {
+        Store::Memory(m) => {
+            Ok(m.idempotency
+                .acquire(key, fp, owner, in_flight_ttl, Instant::now()))
+        }
+        Store::Redis(r) => {
+            let mut inv = ACQUIRE.prepare_invoke();
+            inv.key(key.as_str())
+                .arg(fp.to_hex())
+                .arg(&owner)
+                .arg(millis(in_flight_ttl));
+            // A timed-out call may still have run on the server. Retrying with the same owner
+            // token is safe (the script treats our own in-flight record as acquired), so one
+            // slow reply neither fails the write nor wedges the key until the in-flight TTL.
+            let reply: Vec<Vec<u8>> = match r.eval(&inv).await {
+                Err(StoreError::Timeout) => r.eval(&inv).await?,
+                other => other?,
+            };
+            parse_acquire(reply, key, owner)
+        }
+    }
+}
+
+/// Stores the answer for `ttl`, if the record is still ours and in flight. Returns whether it was.
+pub async fn complete(
+    store: &Store,
+    lease: &Lease,
+    res: &StoredResponse,
+    ttl: Duration,
+) -> Result<bool, StoreError> {
+    match store {
+        Store::Memory(m) => Ok(m
+            .idempotency
+            .complete(lease, res.clone(), ttl, Instant::now())),
+        Store::Redis(r) => {
+            let mut inv = COMPLETE.prepare_invoke();
+            inv.key(lease.key.as_str())
+                .arg(&lease.owner)
+                .arg(res.status.as_u16())
+                .arg(res.content_type.as_ref().map_or(&b""[..], |v| v.as_bytes()))
+                .arg(res.body.as_ref())
+                .arg(millis(ttl));
+            let done: i64 = r.eval(&inv).await?;
+            Ok(done == 1)
+        }
+    }
+}
+
+/// Deletes the record, if it is still ours and in flight, so a retry runs the operation again.
+pub async fn release(store: &Store, lease: &Lease) -> Result<bool, StoreError> {
+    match store {
+        Store::Memory(m) => Ok(m.idempotency.release(lease, Instant::now())),
+        Store::Redis(r) => {
+            let mut inv = RELEASE.prepare_invoke();
+            inv.key(lease.key.as_str()).arg(&lease.owner);
+            let done: i64 = r.eval(&inv).await?;
+            Ok(done == 1)
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+// KEYS[1] record; ARGV[1] fingerprint, ARGV[2] owner token, ARGV[3] in-flight TTL (ms).
+// Fingerprint first: a different request under the same key is a conflict whether or not the
+// first one has finished. Our own in-flight record (a retried call) counts as acquired.
+static ACQUIRE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local r = redis.call('HMGET', KEYS[1], 'fp', 'state', 'status', 'ct', 'body')
+if not r[1] then
+  redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'state', 'inflight', 'owner', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return {'acquired'}
+end
+if r[1] ~= ARGV[1] then return {'conflict'} end
+if r[2] ~= 'done' then
+  if redis.call('HGET', KEYS[1], 'owner') == ARGV[2] then return {'acquired'} end
+  return {'inflight'}
+end
+return {'done', r[3] or '', r[4] or '', r[5] or ''}
+",
+    )
+});
+
+// KEYS[1] record; ARGV[1] owner, ARGV[2] status, ARGV[3] content type, ARGV[4] body, ARGV[5] TTL (ms).
+static COMPLETE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'done', 'status', ARGV[2], 'ct', ARGV[3], 'body', ARGV[4])
+redis.call('HDEL', KEYS[1], 'owner')
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+",
+    )
+});
+
+// KEYS[1] record; ARGV[1] owner. Only an in-flight record has an owner.
+static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+",
+    )
+});
+
+fn parse_acquire(
+    reply: Vec<Vec<u8>>,
+    key: &RecordKey,
+    owner: String,
+) -> Result<Acquire, StoreError> {
+    let bad = || StoreError::Protocol("unexpected idempotency acquire reply".to_owned());
+    let mut it = reply.into_iter();
+    let tag = it.next().ok_or_else(bad)?;
+    match tag.as_slice() {
+        b"acquired" => Ok(Acquire::Acquired(Lease {
+            key: key.clone(),
+            owner,
+        })),
+        b"inflight" => Ok(Acquire::InFlight),
+        b"conflict" => Ok(Acquire::Conflict),
+        b"done" => {
+            let status = it.next().ok_or_else(bad)?;
+            let ct = it.next().ok_or_else(bad)?;
+            let body = it.next().ok_or_else(bad)?;
+            let status = std::str::from_utf8(&status)
+                .ok()
+                .and_then(|s| s.parse::<u16>().ok())
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .ok_or_else(bad)?;
+            let content_type = if ct.is_empty() {
+                None
+            } else {
+                Some(HeaderValue::from_bytes(&ct).map_err(|_| bad())?)
+            };
+            Ok(Acquire::Completed(StoredResponse {
+                status,
+                content_type,
+                body: Bytes::from(body),
+            }))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// Shards of the memory store: enough that concurrent writes rarely share a lock.
+const SHARDS: usize = 64;
+/// How often a shard drops expired records (lazily, on the next acquire after this).
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Records of the memory store: the in-process twin of the scripts above. Locks are held only
+/// for a map operation, never across an await.
+pub struct MemoryRecords {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+}
+
 #[derive(Default)]
-pub struct MemoryRecords {}
+struct Shard {
+    map: HashMap<String, Record>,
+    next_sweep: Option<Instant>,
+}
+
+struct Record {
+    fp: Fingerprint,
+    state: RecordState,
+    expires: Instant,
+}
+
+enum RecordState {
+    InFlight { owner: String },
+    Done(StoredResponse),
+}
+
+impl Default for MemoryRecords {
+    fn default() -> Self {
+        MemoryRecords {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl MemoryRecords {
+    fn shard(&self, key: &RecordKey) -> std::sync::MutexGuard<'_, Shard> {
+        let i = (self.hasher.hash_one(key.as_str()) % SHARDS as u64) as usize;
+        self.shards[i]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn acquire(
+        &self,
+        key: &RecordKey,
+        fp: Fingerprint,
+        owner: String,
+        in_flight_ttl: Duration,
+        now: Instant,
+    ) -> Acquire {
+        let mut shard = self.shard(key);
+        if shard.next_sweep.is_none_or(|t| now >= t) {
+            shard.map.retain(|_, r| r.expires > now);
+            shard.next_sweep = Some(now + SWEEP_EVERY);
+        }
+        match shard.map.entry(key.as_str().to_owned()) {
+            Entry::Occupied(mut e) if e.get().expires <= now => {
+                e.insert(Record {
+                    fp,
+                    state: RecordState::InFlight {
+                        owner: owner.clone(),
+                    },
+                    expires: now + in_flight_ttl,
+                });
+                Acquire::Acquired(Lease {
+                    key: key.clone(),
+                    owner,
+                })
+            }
+            Entry::Occupied(e) => {
+                let r = e.get();
+                if r.fp != fp {
+                    Acquire::Conflict
+                } else {
+                    match &r.state {
+                        RecordState::InFlight { .. } => Acquire::InFlight,
+                        RecordState::Done(res) => Acquire::Completed(res.clone()),
+                    }
+                }
+            }
+            Entry::Vacant(e) => {
+                e.insert(Record {
+                    fp,
+                    state: RecordState::InFlight {
+                        owner: owner.clone(),
+                    },
+                    expires: now + in_flight_ttl,
+                });
+                Acquire::Acquired(Lease {
+                    key: key.clone(),
+                    owner,
+                })
+            }
+        }
+    }
+
+    pub(crate) fn complete(
+        &self,
+        lease: &Lease,
+        res: StoredResponse,
+        ttl: Duration,
+        now: Instant,
+    ) -> bool {
+        let mut shard = self.shard(&lease.key);
+        match shard.map.get_mut(lease.key.as_str()) {
+            Some(r) if r.is_owned_by(&lease.owner, now) => {
+                r.state = RecordState::Done(res);
+                r.expires = now + ttl;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub(crate) fn release(&self, lease: &Lease, now: Instant) -> bool {
+        let mut shard = self.shard(&lease.key);
+        let ours = shard
+            .map
+            .get(lease.key.as_str())
+            .is_some_and(|r| r.is_owned_by(&lease.owner, now));
+        if ours {
+            shard.map.remove(lease.key.as_str());
+        }
+        ours
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).map.len())
+            .sum()
+    }
+}
+
+impl Record {
+    fn is_owned_by(&self, owner: &str, now: Instant) -> bool {
+        self.expires > now
+            && matches!(&self.state, RecordState::InFlight { owner: o } if o == owner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn key(n: u128) -> RecordKey {
+        RecordKey::new(Scope::User("user-1"), uuid::Uuid::from_u128(n))
+    }
+
+    fn fp(body: &str) -> Fingerprint {
+        Fingerprint::new(
+            &http::Method::POST,
+            "/api/v1/payment/intent",
+            body.as_bytes(),
+        )
+    }
+
+    fn stored(body: &'static str) -> StoredResponse {
+        StoredResponse {
+            status: StatusCode::CREATED,
+            content_type: Some(HeaderValue::from_static("application/json")),
+            body: Bytes::from_static(body.as_bytes()),
+        }
+    }
+
+    const TTL: Duration = Duration::from_secs(300);
+    const IN_FLIGHT: Duration = Duration::from_secs(5);
+
+    fn lease(a: Acquire) -> Lease {
+        match a {
+            Acquire::Acquired(l) => l,
+            other => panic!("expected Acquired, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn record_keys_hide_the_scope_and_share_a_hash_tag() {
+        let k = RecordKey::new(
+            Scope::User("alice@example.com"),
+            uuid::Uuid::parse_str("6F9619FF-8B86-D011-B42D-00C04FC964FF").unwrap(),
+        );
+        let s = k.as_str();
+        assert!(s.starts_with("idem:{"), "{s}");
+        assert!(s.ends_with("}:6f9619ff-8b86-d011-b42d-00c04fc964ff"), "{s}");
+        assert!(!s.contains("alice"), "{s}");
+        let anon = RecordKey::new(
+            Scope::Anonymous(IpAddr::from([10, 0, 0, 1])),
+            uuid::Uuid::from_u128(1),
+        );
+        assert!(!anon.as_str().contains("10.0.0.1"));
+        assert_ne!(
+            key(1),
+            RecordKey::new(Scope::User("user-2"), uuid::Uuid::from_u128(1))
+        );
+        // A user literally named like an address is not that anonymous client.
+        assert_ne!(
+            RecordKey::new(Scope::User("10.0.0.1"), uuid::Uuid::from_u128(1)),
+            anon
+        );
+    }
+
+    #[test]
+    fn fingerprint_covers_method_path_and_body() {
+        let base = fp("{}");
+        assert_eq!(base, fp("{}"));
+        assert_ne!(base, fp("{ }"));
+        assert_ne!(
+            base,
+            Fingerprint::new(&http::Method::POST, "/api/v1/payment/intent?x=1", b"{}")
+        );
+        assert_ne!(
+            base,
+            Fingerprint::new(&http::Method::PUT, "/api/v1/payment/intent", b"{}")
+        );
+    }
+
+    #[test]
+    fn one_winner_then_in_flight_then_replay() {
+        let m = MemoryRecords::default();
+        let now = Instant::now();
+        let l = lease(m.acquire(&key(1), fp("a"), "o1".into(), IN_FLIGHT, now));
+        assert!(matches!(
+            m.acquire(&key(1), fp("a"), "o2".into(), IN_FLIGHT, now),
+            Acquire::InFlight
+        ));
+        assert!(matches!(
+            m.acquire(&key(1), fp("b"), "o3".into(), IN_FLIGHT, now),
+            Acquire::Conflict
+        ));
+        assert!(m.complete(&l, stored("{\"id\":1}"), TTL, now));
+        match m.acquire(&key(1), fp("a"), "o4".into(), IN_FLIGHT, now) {
+            Acquire::Completed(r) => assert_eq!(r, stored("{\"id\":1}")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            m.acquire(&key(1), fp("b"), "o5".into(), IN_FLIGHT, now),
+            Acquire::Conflict
+        ));
+        // Completing twice or releasing a done record does nothing.
+        assert!(!m.complete(&l, stored("other"), TTL, now));
+        assert!(!m.release(&l, now));
+    }
+
+    #[test]
+    fn release_lets_a_retry_run_again() {
+        let m = MemoryRecords::default();
+        let now = Instant::now();
+        let l = lease(m.acquire(&key(2), fp("a"), "o1".into(), IN_FLIGHT, now));
+        assert!(m.release(&l, now));
+        lease(m.acquire(&key(2), fp("a"), "o2".into(), IN_FLIGHT, now));
+    }
+
+    #[test]
+    fn a_crashed_owner_cannot_wedge_a_key_nor_touch_its_successor() {
+        let m = MemoryRecords::default();
+        let t0 = Instant::now();
+        let stale = lease(m.acquire(&key(3), fp("a"), "o1".into(), IN_FLIGHT, t0));
+        let later = t0 + IN_FLIGHT + Duration::from_millis(1);
+        let fresh = lease(m.acquire(&key(3), fp("a"), "o2".into(), IN_FLIGHT, later));
+        assert!(!m.complete(&stale, stored("stale"), TTL, later));
+        assert!(!m.release(&stale, later));
+        assert!(m.complete(&fresh, stored("fresh"), TTL, later));
+    }
+
+    #[test]
+    fn done_records_expire_and_are_swept() {
+        let m = MemoryRecords::default();
+        let t0 = Instant::now();
+        for n in 0..100 {
+            let l = lease(m.acquire(&key(n), fp("a"), "o".into(), IN_FLIGHT, t0));
+            assert!(m.complete(&l, stored("x"), TTL, t0));
+        }
+        assert_eq!(m.len(), 100);
+        let after = t0 + TTL + SWEEP_EVERY;
+        lease(m.acquire(&key(0), fp("a"), "o".into(), IN_FLIGHT, after));
+        for n in 1..100 {
+            lease(m.acquire(&key(n), fp("a"), "o".into(), IN_FLIGHT, after));
+        }
+        let much_later = after + IN_FLIGHT + SWEEP_EVERY;
+        for n in 1000..1000 + SHARDS as u128 * 32 {
+            let l = lease(m.acquire(&key(n), fp("a"), "o".into(), IN_FLIGHT, much_later));
+            m.release(&l, much_later);
+        }
+        assert_eq!(m.len(), 0);
+    }
+
+    #[test]
+    fn concurrent_acquires_have_exactly_one_winner() {
+        let m = std::sync::Arc::new(MemoryRecords::default());
+        let now = Instant::now();
+        let winners: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..16)
+                .map(|i| {
+                    let m = m.clone();
+                    s.spawn(move || {
+                        matches!(
+                            m.acquire(&key(9), fp("a"), format!("o{i}"), IN_FLIGHT, now),
+                            Acquire::Acquired(_)
+                        ) as usize
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(winners, 1);
+    }
+
+    #[test]
+    fn done_replies_parse_with_and_without_content_type() {
+        let k = key(1);
+        let r = parse_acquire(
+            vec![
+                b"done".to_vec(),
+                b"404".to_vec(),
+                b"".to_vec(),
+                b"nope".to_vec(),
+            ],
+            &k,
+            "o".into(),
+        )
+        .unwrap();
+        match r {
+            Acquire::Completed(s) => {
+                assert_eq!(s.status, 404);
+                assert!(s.content_type.is_none());
+                assert_eq!(s.body, "nope");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse_acquire(vec![b"what".to_vec()], &k, "o".into()).is_err());
+        assert!(parse_acquire(vec![b"done".to_vec()], &k, "o".into()).is_err());
+    }
+}

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod auth;
+mod idempotency;
 mod observability;
 mod proxy;
 mod queue;

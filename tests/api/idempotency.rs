@@ -1,0 +1,511 @@
+//! Idempotency-Key (SPEC §6): exactly one upstream call per (caller, key), replays, conflicts,
+//! what is and is not stored, store faults, expiry, and several replicas on one Redis.
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    AppOptions, Backend, GatewayProcess, RedisServer, TestApp, assert_error, base_env, json,
+    jwt_env, spawn_app_on, spawn_app_with,
+};
+use crate::store_contract;
+
+const INTENT: &str = "/api/v1/payment/intent";
+const CREATE: &str = "/api/v1/reservations/create";
+
+fn new_key() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A write as `user` with `key` and a JSON body.
+fn write(
+    app: &TestApp,
+    path: &str,
+    user: &str,
+    key: &str,
+    body: &Value,
+) -> reqwest::RequestBuilder {
+    app.post(path)
+        .header("authorization", app.bearer(user))
+        .header("idempotency-key", key)
+        .json(body)
+}
+
+fn replayed(res: &reqwest::Response) -> bool {
+    res.headers()
+        .get("idempotent-replayed")
+        .is_some_and(|v| v == "true")
+}
+
+/// Fires `n` identical requests at once through `send` and returns (status, replayed, body).
+async fn burst<F, Fut>(n: usize, send: F) -> Vec<(u16, bool, Value)>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let fut = send(i);
+            tokio::spawn(async move {
+                let res = fut.await.unwrap();
+                let status = res.status().as_u16();
+                let rep = replayed(&res);
+                (status, rep, json(res).await)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// Every answer is the original (once), a replay of it, or 409 in progress.
+fn assert_one_outcome(answers: &[(u16, bool, Value)], status: u16) -> Value {
+    let originals: Vec<_> = answers.iter().filter(|a| a.0 == status && !a.1).collect();
+    assert_eq!(originals.len(), 1, "exactly one original: {answers:?}");
+    let body = originals[0].2.clone();
+    for (s, rep, b) in answers {
+        match (s, rep) {
+            (s, true) if *s == status => assert_eq!(b, &body, "a replay is the same answer"),
+            (s, false) if *s == status => {}
+            (409, false) => assert_eq!(b["error"]["code"], "IDEMPOTENCY_IN_PROGRESS", "{b}"),
+            other => panic!("unexpected answer {other:?}: {b}"),
+        }
+    }
+    body
+}
+
+store_contract!(concurrent_identical_writes_reach_the_upstream_once);
+
+async fn concurrent_identical_writes_reach_the_upstream_once(b: Backend) {
+    let app = spawn_app_with(AppOptions::new(b).env("UPSTREAM_PAYMENT_TIMEOUT", "10s")).await;
+    // Slow enough that the burst overlaps the first request.
+    app.payment.set_delay(Duration::from_millis(500));
+    let key = new_key();
+    let body = json!({"reservation_id": "r1", "amount": 100});
+    let answers = burst(50, |_| write(&app, INTENT, "user-1", &key, &body).send()).await;
+    let original = assert_one_outcome(&answers, 200);
+    assert_eq!(app.payment.count(), 1);
+    assert!(answers.iter().any(|a| a.0 == 409), "the burst overlapped");
+
+    // After completion every repeat is the replay, byte for byte.
+    for _ in 0..5 {
+        let res = write(&app, INTENT, "user-1", &key, &body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(replayed(&res));
+        assert_eq!(res.headers()["content-type"], "application/json");
+        assert_eq!(json(res).await, original);
+    }
+    assert_eq!(app.payment.count(), 1);
+    // The upstream received the key.
+    assert_eq!(
+        app.payment.received()[0].headers["idempotency-key"],
+        key.as_str()
+    );
+
+    let metrics = app
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for outcome in ["new", "replayed", "in_progress"] {
+        assert!(
+            metrics.contains(&format!(
+                "idempotency_outcomes_total{{outcome=\"{outcome}\"}}"
+            )),
+            "{outcome}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_one_redis_run_a_write_once() {
+    let redis = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .unwrap();
+    // One gateway in process (its mocks are the shared upstreams) and two as separate processes.
+    let slow = ("UPSTREAM_RESERVATION_TIMEOUT", "10s");
+    let app = spawn_app_with(
+        AppOptions::new(Backend::Redis)
+            .redis(redis.addr())
+            .env(slow.0, slow.1),
+    )
+    .await;
+    app.reservation.set_delay(Duration::from_millis(500));
+    let mut env = base_env(&app.reservation, &app.payment, Some(&redis.addr()));
+    env.push((slow.0.to_owned(), slow.1.to_owned()));
+    env.extend(jwt_env(&app.jwks));
+    let a = GatewayProcess::start(&env).await;
+    let b = GatewayProcess::start(&env).await;
+    let urls = [a.url(CREATE), b.url(CREATE), app.url(CREATE)];
+    let key = new_key();
+    let token = app.bearer("user-1");
+    let body = json!({"event_id": "e1", "seats": 2});
+    let client = app.client.clone();
+    let send = |i: usize| {
+        client
+            .post(&urls[i % urls.len()])
+            .header("authorization", &token)
+            .header("idempotency-key", &key)
+            .json(&body)
+            .send()
+    };
+    let answers = burst(50, send).await;
+    let original = assert_one_outcome(&answers, 201);
+    assert_eq!(app.reservation.count(), 1);
+
+    let repeats = burst(12, send).await;
+    for (status, rep, b) in repeats {
+        assert_eq!((status, rep), (201, true));
+        assert_eq!(b, original);
+    }
+    assert_eq!(app.reservation.count(), 1);
+}
+
+store_contract!(one_key_for_another_request_is_a_conflict);
+
+async fn one_key_for_another_request_is_a_conflict(b: Backend) {
+    let app = spawn_app_on(b).await;
+    let key = new_key();
+    let res = write(&app, INTENT, "user-1", &key, &json!({"amount": 100}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = write(&app, INTENT, "user-1", &key, &json!({"amount": 999}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 409, "IDEMPOTENCY_CONFLICT").await;
+    // Same body, another route: also another request.
+    let res = write(
+        &app,
+        "/api/v1/reservations/r1/cancel",
+        "user-1",
+        &key,
+        &json!({"amount": 100}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_error(res, 409, "IDEMPOTENCY_CONFLICT").await;
+    assert_eq!(app.payment.count(), 1);
+    assert_eq!(app.reservation.count(), 0);
+}
+
+store_contract!(another_user_with_the_same_key_is_independent);
+
+async fn another_user_with_the_same_key_is_independent(b: Backend) {
+    let app = spawn_app_on(b).await;
+    let key = new_key();
+    let body = json!({"amount": 100});
+    let first = write(&app, INTENT, "user-1", &key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let first = json(first).await;
+    let second = write(&app, INTENT, "user-2", &key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 200);
+    assert!(!replayed(&second), "user-2 must not see user-1's answer");
+    let second = json(second).await;
+    assert_ne!(first["payment_intent_id"], second["payment_intent_id"]);
+    assert_eq!(app.payment.count(), 2);
+    // Each replays its own.
+    for (user, own) in [("user-1", &first), ("user-2", &second)] {
+        let res = write(&app, INTENT, user, &key, &body).send().await.unwrap();
+        assert!(replayed(&res));
+        assert_eq!(&json(res).await, own);
+    }
+    assert_eq!(app.payment.count(), 2);
+}
+
+store_contract!(bare_and_quoted_keys_are_one_key);
+
+async fn bare_and_quoted_keys_are_one_key(b: Backend) {
+    let app = spawn_app_on(b).await;
+    let key = new_key();
+    let body = json!({"amount": 1});
+    let res = write(&app, INTENT, "user-1", &key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let quoted = format!("\"{}\"", key.to_uppercase());
+    let res = write(&app, INTENT, "user-1", &quoted, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(replayed(&res));
+    assert_eq!(app.payment.count(), 1);
+}
+
+store_contract!(upstream_5xx_is_not_stored_and_the_retry_runs);
+
+async fn upstream_5xx_is_not_stored_and_the_retry_runs(b: Backend) {
+    let app = spawn_app_on(b).await;
+    let key = new_key();
+    let body = json!({"amount": 1});
+    app.payment.set_status(500);
+    let res = write(&app, INTENT, "user-1", &key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 500);
+    app.payment.set_status(0);
+    let res = write(&app, INTENT, "user-1", &key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(!replayed(&res));
+    assert_eq!(app.payment.count(), 2);
+    // 429 from the upstream: not an outcome either.
+    let key = new_key();
+    app.payment.set_status(429);
+    let res = write(&app, INTENT, "user-1", &key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    app.payment.set_status(0);
+    let res = write(&app, INTENT, "user-1", &key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(app.payment.count(), 4);
+}
+
+store_contract!(upstream_201_and_404_are_stored_and_replayed);
+
+async fn upstream_201_and_404_are_stored_and_replayed(b: Backend) {
+    let app = spawn_app_on(b).await;
+    let body = json!({"event_id": "e1"});
+    let key = new_key();
+    let res = write(&app, CREATE, "user-1", &key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let created = json(res).await;
+    let res = write(&app, CREATE, "user-1", &key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert!(replayed(&res));
+    assert_eq!(json(res).await, created);
+
+    let key = new_key();
+    let path = "/api/v1/reservations/unknown/confirm";
+    let res = write(&app, path, "user-1", &key, &json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let missing = json(res).await;
+    assert_eq!(missing["error"]["code"], "RESERVATION_NOT_FOUND");
+    let res = write(&app, path, "user-1", &key, &json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(replayed(&res));
+    assert_eq!(json(res).await, missing);
+    assert_eq!(app.reservation.count(), 2);
+}
+
+store_contract!(gateway_rejections_are_not_stored);
+
+async fn gateway_rejections_are_not_stored(b: Backend) {
+    let app = spawn_app_on(b).await;
+    let key = new_key();
+    // A bad id is refused by the handler after the record was acquired: released, not replayed.
+    let path = "/api/v1/reservations/a%20b/cancel";
+    for _ in 0..2 {
+        let res = write(&app, path, "user-1", &key, &json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert!(!replayed(&res));
+        assert_error(res, 400, "BAD_REQUEST").await;
+    }
+    assert_eq!(app.reservation.count(), 0);
+}
+
+store_contract!(upstream_timeout_frees_the_key);
+
+async fn upstream_timeout_frees_the_key(b: Backend) {
+    let app = spawn_app_with(AppOptions::new(b).env("UPSTREAM_PAYMENT_TIMEOUT", "300ms")).await;
+    let key = new_key();
+    let body = json!({"amount": 1});
+    app.payment.set_delay(Duration::from_millis(1500));
+    let res = write(&app, INTENT, "user-1", &key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 504, "UPSTREAM_TIMEOUT").await;
+    app.payment.set_delay(Duration::ZERO);
+    let res = write(&app, INTENT, "user-1", &key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(!replayed(&res));
+    assert_eq!(app.payment.count(), 2);
+}
+
+store_contract!(a_client_that_hangs_up_still_gets_its_record_completed);
+
+async fn a_client_that_hangs_up_still_gets_its_record_completed(b: Backend) {
+    let app = spawn_app_with(AppOptions::new(b).env("UPSTREAM_PAYMENT_TIMEOUT", "10s")).await;
+    let key = new_key();
+    let body = json!({"amount": 1});
+    app.payment.set_delay(Duration::from_millis(800));
+    let gone = write(&app, INTENT, "user-1", &key, &body)
+        .timeout(Duration::from_millis(200))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client gave up first");
+    // The operation finishes without the client and its answer is kept for the retry.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let res = write(&app, INTENT, "user-1", &key, &body)
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 200 {
+            assert!(replayed(&res));
+            break;
+        }
+        assert_error(res, 409, "IDEMPOTENCY_IN_PROGRESS").await;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "record never completed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.payment.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_down_refuses_writes_and_forwards_nothing() {
+    let mut app = spawn_app_on(Backend::Redis).await;
+    app.redis.as_mut().unwrap().stop();
+    let res = write(&app, INTENT, "user-1", &new_key(), &json!({"amount": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 503, "UPSTREAM_UNAVAILABLE").await;
+    assert_eq!(app.payment.count(), 0);
+}
+
+store_contract!(records_expire_after_the_ttl);
+
+async fn records_expire_after_the_ttl(b: Backend) {
+    let app = spawn_app_with(AppOptions::new(b).env("IDEMPOTENCY_TTL_SECONDS", "1")).await;
+    let key = new_key();
+    let body = json!({"amount": 1});
+    let res = write(&app, INTENT, "user-1", &key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = write(&app, INTENT, "user-1", &key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert!(replayed(&res));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let res = write(&app, INTENT, "user-1", &key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(!replayed(&res));
+    assert_eq!(app.payment.count(), 2);
+}
+
+store_contract!(missing_or_malformed_keys_forward_nothing);
+
+async fn missing_or_malformed_keys_forward_nothing(b: Backend) {
+    let app = spawn_app_on(b).await;
+    let res = app
+        .post(INTENT)
+        .header("authorization", app.bearer("user-1"))
+        .json(&json!({"amount": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 400, "IDEMPOTENCY_REQUIRED").await;
+    for bad in [
+        "nope",
+        "\"nope\"",
+        "123",
+        "6f9619ff8b86d011b42d00c04fc964ff",
+    ] {
+        let res = write(&app, INTENT, "user-1", bad, &json!({"amount": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_error(res, 400, "BAD_REQUEST").await;
+    }
+    // Over MAX_BODY_SIZE: 413 before the store or the upstream.
+    let big = "x".repeat(1_048_577);
+    let res = app
+        .post(INTENT)
+        .header("authorization", app.bearer("user-1"))
+        .header("idempotency-key", new_key())
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 413, "PAYLOAD_TOO_LARGE").await;
+    assert_eq!(app.payment.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_records_hide_the_caller_and_carry_a_ttl() {
+    let app = spawn_app_with(
+        AppOptions::new(Backend::Redis)
+            .env("UPSTREAM_PAYMENT_TIMEOUT", "2s")
+            .env("IDEMPOTENCY_TTL_SECONDS", "60"),
+    )
+    .await;
+    let key = new_key();
+    let body = json!({"amount": 1});
+    // While in flight: a TTL of at most the upstream timeout plus the margin.
+    app.payment.set_delay(Duration::from_millis(1000));
+    let pending = tokio::spawn(write(&app, INTENT, "user-1@example.com", &key, &body).send());
+    let redis = app.redis.as_ref().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let record = loop {
+        let keys = redis.cli(&["--scan", "--pattern", "idem:*"]);
+        if let Some(k) = keys.lines().next() {
+            break k.trim().to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "no record appeared");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(record.starts_with("idem:{"), "{record}");
+    assert!(record.ends_with(&format!("}}:{key}")), "{record}");
+    assert!(!record.contains("user-1"), "{record}");
+    let in_flight_ttl: i64 = redis.cli(&["PTTL", &record]).trim().parse().unwrap();
+    assert!((1..=7_000).contains(&in_flight_ttl), "{in_flight_ttl}");
+    assert_eq!(pending.await.unwrap().unwrap().status(), 200);
+    let done_ttl: i64 = redis.cli(&["PTTL", &record]).trim().parse().unwrap();
+    assert!((7_000..=60_000).contains(&done_ttl), "{done_ttl}");
+}
