@@ -61,9 +61,13 @@ pub fn router(state: Arc<AppState>) -> Router {
 
     // The waiting room (SPEC §5): join and enter know the verified caller when a bearer is sent
     // (optional auth: none → anonymous, invalid → 401); status and leave need only the token.
+    let queue_enter = Router::new()
+        .route("/api/v1/queue/enter", post(queue::enter))
+        // A write: a retry with the same key replays the grant instead of spending a new place.
+        .route_layer(IdempotencyLayer::new(&state));
     let queue_identified = Router::new()
         .route("/api/v1/queue/join", post(queue::join))
-        .route("/api/v1/queue/enter", post(queue::enter))
+        .merge(queue_enter)
         .route_layer(AuthLayer::optional(
             state.jwt.clone(),
             state.metrics.clone(),

@@ -188,12 +188,31 @@ async fn enter_is_refused_while_waiting_and_granted_when_ready(b: Backend) {
         (s["position"].clone(), s["eta_sec"].clone()),
         (json!(0), json!(0))
     );
-    let res = enter_req(&app, &first, None).send().await.unwrap();
+    let key = uuid::Uuid::new_v4().to_string();
+    let enter_with = |key: String| {
+        app.post("/api/v1/queue/enter")
+            .header("idempotency-key", key)
+            .json(&json!({"waiting_token": first}))
+            .send()
+    };
+    let res = enter_with(key.clone()).await.unwrap();
     assert_eq!(res.status(), 200);
     let granted = json(res).await;
     assert_eq!(granted["admission"], "granted");
     assert_eq!(granted["ttl_sec"], 30);
     assert_eq!(granted["reservation_token"].as_str().unwrap().len(), 22);
+    // Enter is idempotent: a retry with the same key replays the same grant.
+    let res = enter_with(key).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["idempotent-replayed"], "true");
+    assert_eq!(json(res).await, granted);
+    let res = app
+        .post("/api/v1/queue/enter")
+        .json(&json!({"waiting_token": first}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 400, "IDEMPOTENCY_REQUIRED").await;
     // The waiting token is spent.
     let res = enter_req(&app, &first, None).send().await.unwrap();
     let body = assert_error(res, 403, "FORBIDDEN").await;
