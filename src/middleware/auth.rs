@@ -31,7 +31,7 @@ use tower::{Layer, Service};
 
 use crate::error::{ApiError, AuthFailure};
 use crate::jwt::{self, JwtVerifier, VerifyError};
-use crate::telemetry::Metrics;
+use crate::telemetry::{AccessLog, Metrics};
 
 /// The verified caller: the token's `sub`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,6 +187,9 @@ where
         Box::pin(async move {
             match layer.authenticate(req.headers()).await {
                 Ok(Some(caller)) => {
+                    if let Some(log) = req.extensions().get::<AccessLog>() {
+                        log.user(caller.user_id());
+                    }
                     req.extensions_mut().insert(caller);
                 }
                 Ok(None) => {}

@@ -339,6 +339,18 @@ mod tests {
         assert_eq!(new_request_id().len(), 36);
     }
 
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for m in ["PURGE", "get", "X-ANYTHING"] {
+            assert_eq!(
+                method_label(&Method::from_bytes(m.as_bytes()).unwrap()),
+                "_OTHER"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn current_trace_id_follows_the_scope() {
         let t = TraceId([7; 16]);

@@ -414,6 +414,61 @@ mod tests {
         }
     }
 
+    /// The layer alone, in front of a handler that panics once, then answers 201.
+    #[tokio::test]
+    async fn a_panicking_handler_releases_the_record_and_the_retry_runs() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tower::{ServiceBuilder, ServiceExt};
+
+        let layer = IdempotencyLayer {
+            policy: Arc::new(Policy {
+                store: Store::memory(),
+                metrics: Arc::new(Metrics::new().unwrap()),
+                ttl: Duration::from_secs(60),
+                in_flight_ttl: Duration::from_secs(10),
+                max_body: 1024,
+            }),
+        };
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let svc = ServiceBuilder::new()
+            .layer(layer)
+            .service_fn(move |_: Request| {
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    assert!(n > 0, "a bug in the handler");
+                    Ok::<_, std::convert::Infallible>((StatusCode::CREATED, "made").into_response())
+                }
+            });
+        let req = || {
+            let mut r = Request::post("/api/v1/payment/intent")
+                .header(&IDEMPOTENCY_KEY, UUID)
+                .body(Body::from("{}"))
+                .unwrap();
+            r.extensions_mut().insert(RequestContext {
+                request_id: HeaderValue::from_static("r"),
+                trace_id: context::TraceId([1; 16]),
+                client_ip: [127, 0, 0, 1].into(),
+                peer_ip: [127, 0, 0, 1].into(),
+                route: Arc::from("/api/v1/payment/intent"),
+            });
+            r
+        };
+        let res = svc.clone().oneshot(req()).await.unwrap();
+        assert_eq!(res.status(), 500);
+        let res = svc.clone().oneshot(req()).await.unwrap();
+        assert_eq!(res.status(), 201);
+        assert!(res.headers().get(&IDEMPOTENT_REPLAYED).is_none());
+        let res = svc.oneshot(req()).await.unwrap();
+        assert_eq!(res.status(), 201);
+        assert_eq!(res.headers()[&IDEMPOTENT_REPLAYED], "true");
+        assert_eq!(
+            axum::body::to_bytes(res.into_body(), 64).await.unwrap(),
+            "made"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
     #[tokio::test]
     async fn oversized_bodies_pass_through_whole() {
         let chunks: Vec<Result<Bytes, std::io::Error>> = vec![

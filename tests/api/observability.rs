@@ -746,6 +746,16 @@ async fn logs_are_json_with_an_access_line_and_no_secrets() {
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
+    // Refused after authentication, before any upstream: the caller is still on the line.
+    let res = stack
+        .client
+        .get(stack.gw.url("/api/v1/reservations/not.an.id"))
+        .header("authorization", &token)
+        .header("x-request-id", "log-test-400")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
 
     let deadline = Instant::now() + Duration::from_secs(10);
     let access = loop {
@@ -756,7 +766,9 @@ async fn logs_are_json_with_an_access_line_and_no_secrets() {
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(|v| v["target"] == "access")
             .collect();
-        let seen = access.iter().any(|v| v["request_id"] == "log-test-1")
+        let seen = ["log-test-1", "log-test-400"]
+            .iter()
+            .all(|id| access.iter().any(|v| v["request_id"] == *id))
             && access.iter().any(|v| v["status"] == 404);
         if seen || Instant::now() > deadline {
             break access;
@@ -803,11 +815,19 @@ async fn logs_are_json_with_an_access_line_and_no_secrets() {
         created["upstream_latency_ms"].as_f64().is_some(),
         "{created}"
     );
-    // The verified caller (absent only while no auth layer sets `Caller`).
-    assert!(
-        created.get("user_id").is_none_or(|u| u == "log-user"),
-        "{created}"
+    assert_eq!(
+        created["user_id"], "log-user",
+        "the verified caller: {created}"
     );
+
+    let refused = access
+        .iter()
+        .find(|v| v["request_id"] == "log-test-400")
+        .unwrap();
+    assert_eq!(refused["status"], 400);
+    assert_eq!(refused["route"], "/api/v1/reservations/{id}");
+    assert_eq!(refused["user_id"], "log-user");
+    assert!(refused.get("upstream").is_none());
 
     let not_found = access
         .iter()
