@@ -5,9 +5,11 @@
 mod helpers;
 
 mod auth;
+mod demo;
 mod idempotency;
 mod listener;
 mod observability;
+mod openapi;
 mod proxy;
 mod queue;
 mod ratelimit;
