@@ -245,7 +245,6 @@ struct Sample {
 /// answers lasted compared to the cluster's own failover. Checked afterwards, on the promoted
 /// replica's slots: one bucket across replicas, one upstream call per key, the admission rate
 /// and FIFO.
-#[ignore = "needs the waiting room (issue 6), not on main yet"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invariants_hold_after_a_master_failover() {
     let _serial = SERIAL.lock().await;

@@ -27,7 +27,6 @@ async fn thirty_identical_writes_over_three_replicas_reach_the_upstream_once() {
     invariants::idempotency(&replicas, 30, "idem-user").await;
 }
 
-#[ignore = "needs the waiting room (issue 6), not on main yet"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_admit_at_the_configured_rate_in_join_order() {
     let _serial = SERIAL.lock().await;
