@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -22,6 +23,8 @@ use crate::config::Config;
 use crate::router::router;
 use crate::state::{AppState, StateError};
 use crate::store::Store;
+
+pub mod framing;
 
 /// SPEC §4: the request line and headers together.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -119,8 +122,14 @@ impl App {
                         }
                     };
                     let _ = stream.set_nodelay(true);
+                    // Content-Length + Transfer-Encoding is refused (SPEC §4; see framing.rs).
+                    let (stream, verdicts) = framing::guard(stream);
+                    let requests = Arc::new(AtomicU64::new(0));
                     let svc = router.clone().map_request(move |mut req: http::Request<Incoming>| {
                         req.extensions_mut().insert(ConnectInfo(peer));
+                        if verdicts.refuses(requests.fetch_add(1, Ordering::Relaxed)) {
+                            req.extensions_mut().insert(framing::Refused);
+                        }
                         req
                     });
                     let svc = hyper::service::service_fn(move |req| {

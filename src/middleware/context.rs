@@ -22,6 +22,7 @@ use prometheus::IntGauge;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use crate::app::framing;
 use crate::error::ApiError;
 use crate::middleware::client_ip;
 use crate::state::AppState;
@@ -201,6 +202,12 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
             async move {
                 if uri_len(req.uri()) > MAX_URI_LEN {
                     return ApiError::UriTooLong.into_response();
+                }
+                if req.extensions().get::<framing::Refused>().is_some() {
+                    let mut res = ApiError::BadRequest("ambiguous request framing").into_response();
+                    res.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    return res;
                 }
                 next.run(req).await
             }

@@ -166,7 +166,11 @@ pub async fn complete(
                 .arg(res.content_type.as_ref().map_or(&b""[..], |v| v.as_bytes()))
                 .arg(res.body.as_ref())
                 .arg(millis(ttl));
-            let done: i64 = r.eval(&inv).await?;
+            // Safe to retry: once applied, the owner is gone and a second call does nothing.
+            let done: i64 = match r.eval(&inv).await {
+                Err(StoreError::Timeout) => r.eval(&inv).await?,
+                other => other?,
+            };
             Ok(done == 1)
         }
     }
@@ -179,7 +183,10 @@ pub async fn release(store: &Store, lease: &Lease) -> Result<bool, StoreError> {
         Store::Redis(r) => {
             let mut inv = RELEASE.prepare_invoke();
             inv.key(lease.key.as_str()).arg(&lease.owner);
-            let done: i64 = r.eval(&inv).await?;
+            let done: i64 = match r.eval(&inv).await {
+                Err(StoreError::Timeout) => r.eval(&inv).await?,
+                other => other?,
+            };
             Ok(done == 1)
         }
     }

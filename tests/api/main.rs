@@ -6,6 +6,7 @@ mod helpers;
 
 mod auth;
 mod idempotency;
+mod listener;
 mod observability;
 mod proxy;
 mod ratelimit;
