@@ -123,7 +123,7 @@ impl AuthLayer {
                     .jwt_verifications
                     .with_label_values(&["no_keys"])
                     .inc();
-                tracing::warn!("bearer token not checked: no JWKS loaded yet");
+                tracing::warn!("token not checked: no JWKS loaded yet");
                 Err(ApiError::UpstreamUnavailable(
                     "authentication is not available yet, retry later",
                 ))
@@ -140,9 +140,9 @@ impl AuthLayer {
             Some(t) => tracing::info!(
                 auth.reason = reason,
                 token.hash = %jwt::fingerprint(t),
-                "bearer token refused"
+                "authentication refused"
             ),
-            None => tracing::info!(auth.reason = reason, "bearer token refused"),
+            None => tracing::info!(auth.reason = reason, "authentication refused"),
         }
         ApiError::Unauthenticated(failure)
     }

@@ -687,6 +687,7 @@ pub struct JwksServer {
     jwks: Arc<RwLock<serde_json::Value>>,
     fetches: Arc<AtomicUsize>,
     failing: Arc<AtomicBool>,
+    delay_ms: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -712,14 +713,24 @@ impl JwksServer {
         let jwks = Arc::new(RwLock::new(Self::set_of(keys)));
         let fetches = Arc::new(AtomicUsize::new(0));
         let failing = Arc::new(AtomicBool::new(false));
-        let (j, f, x) = (jwks.clone(), fetches.clone(), failing.clone());
+        let delay_ms = Arc::new(AtomicUsize::new(0));
+        let (j, f, x, d) = (
+            jwks.clone(),
+            fetches.clone(),
+            failing.clone(),
+            delay_ms.clone(),
+        );
         let app = axum::Router::new().route(
             "/.well-known/jwks.json",
             axum::routing::get(move || {
-                let (j, f, x) = (j.clone(), f.clone(), x.clone());
+                let (j, f, x, d) = (j.clone(), f.clone(), x.clone(), d.clone());
                 async move {
                     use axum::response::IntoResponse;
                     f.fetch_add(1, Ordering::SeqCst);
+                    let delay = d.load(Ordering::SeqCst) as u64;
+                    if delay > 0 {
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                    }
                     if x.load(Ordering::SeqCst) {
                         return (http::StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
                     }
@@ -736,8 +747,15 @@ impl JwksServer {
             jwks,
             fetches,
             failing,
+            delay_ms,
             task,
         }
+    }
+
+    /// Answer only after `d` (a slow identity provider).
+    pub fn set_delay(&self, d: Duration) {
+        self.delay_ms
+            .store(d.as_millis() as usize, Ordering::SeqCst);
     }
 
     fn set_of(keys: &[&TestKey]) -> serde_json::Value {

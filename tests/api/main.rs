@@ -5,6 +5,7 @@
 mod helpers;
 
 mod auth;
+mod demo;
 mod idempotency;
 mod listener;
 mod observability;
