@@ -14,6 +14,7 @@
 //! - `telemetry`: logs, metrics, traces.
 //! - `mock_upstream`: fake reservation and payment APIs that record what they receive.
 //! - `demo`: `--demo`, the whole stack in one process.
+//! - `openapi`: the OpenAPI 3.1 document of every public route, served at `/openapi.json`.
 pub mod app;
 pub mod config;
 pub mod demo;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod jwt;
 pub mod middleware;
 pub mod mock_upstream;
+pub mod openapi;
 pub mod router;
 pub mod routes;
 pub mod state;

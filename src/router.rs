@@ -6,7 +6,7 @@
 //!    out stamps `X-Request-ID`, `X-Trace-Id` and the security headers. A panic below it becomes a
 //!    JSON 500. CORS preflights are answered here, before any policy.
 //! 3. Routing: unknown path → 404, wrong method → 405 (both JSON). Health, readiness, version and
-//!    metrics are answered without any policy.
+//!    metrics (and the OpenAPI document) are answered without any policy.
 //! 4. `/api` route layers, cheapest refusal first: overload shedding and the per-client rate limit
 //!    (issue #4), then authentication (issue #3), then idempotency on writes (issue #5).
 //! 5. The handler validates ids, maps the path and forwards (`routes.rs`, `upstream.rs`).
@@ -29,6 +29,7 @@ use crate::middleware::context;
 use crate::middleware::idempotency::IdempotencyLayer;
 use crate::middleware::overload::OverloadLayer;
 use crate::middleware::ratelimit::RateLimitLayer;
+use crate::openapi;
 use crate::routes::{health, payments, reservations};
 use crate::state::AppState;
 
@@ -86,6 +87,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/version", get(health::version))
         .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::serve))
         .merge(api)
         // `--demo` only (absent otherwise, so 404): mint a token for the dev key.
         .merge(demo::routes(state.demo.is_some()))

@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{free_port, json};
+use crate::helpers::{GatewayProcess, free_port, json};
 
 #[tokio::test]
 async fn the_demo_serves_a_reservation_round_trip_with_its_printed_token() {
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+    let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
         .arg("--demo")
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -22,7 +22,12 @@ async fn the_demo_serves_a_reservation_round_trip_with_its_printed_token() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    // Killed and reaped on drop, whatever the test does.
+    let mut gw = GatewayProcess {
+        addr: ([127, 0, 0, 1], port).into(),
+        child,
+    };
+    let stdout = gw.child.stdout.take().unwrap();
     // The banner's `export TOKEN='…'` line, as a person would copy it.
     // Keep reading stdout for the whole run (the gateway logs there too).
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -93,20 +98,9 @@ async fn the_demo_serves_a_reservation_round_trip_with_its_printed_token() {
         .unwrap();
     assert_eq!(res.status(), 200);
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut code = None;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            code = status.code();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    if code.is_none() {
-        let _ = child.kill();
-    }
+    gw.terminate();
+    let code = tokio::task::spawn_blocking(move || gw.wait_exit(Duration::from_secs(20)))
+        .await
+        .unwrap();
     assert_eq!(code, Some(0), "the demo exits 0 on SIGTERM");
 }

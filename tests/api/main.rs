@@ -9,6 +9,7 @@ mod demo;
 mod idempotency;
 mod listener;
 mod observability;
+mod openapi;
 mod proxy;
 mod ratelimit;
 
