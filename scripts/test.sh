@@ -19,3 +19,5 @@ if command -v systemctl >/dev/null 2>&1; then systemctl disable --now redis-serv
 
 cargo fmt --all -- --check
 cargo test --all-targets --no-fail-fast
+# Deployment files (Dockerfile, compose, collector, k8s, OpenAPI) against the code (issue #9).
+./scripts/validate.sh

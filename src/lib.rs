@@ -10,10 +10,12 @@
 //! - `middleware`: request context, client address, and the policy layers.
 //! - `routes`: thin handlers.
 //! - `upstream`: pooled clients for the reservation and payment APIs, header rules.
+//! - `queue`: the waiting room's domain: tokens, identities, admission arithmetic.
 //! - `store`: Redis / in-memory state shared by replicas.
 //! - `telemetry`: logs, metrics, traces.
 //! - `mock_upstream`: fake reservation and payment APIs that record what they receive.
 //! - `demo`: `--demo`, the whole stack in one process.
+//! - `openapi`: the OpenAPI 3.1 document of every public route, served at `/openapi.json`.
 pub mod app;
 pub mod config;
 pub mod demo;
@@ -21,6 +23,8 @@ pub mod error;
 pub mod jwt;
 pub mod middleware;
 pub mod mock_upstream;
+pub mod openapi;
+pub mod queue;
 pub mod router;
 pub mod routes;
 pub mod state;

@@ -10,9 +10,15 @@ async fn main() -> ExitCode {
     if args.iter().any(|a| a == "--healthcheck") {
         return healthcheck().await;
     }
+    if args.iter().any(|a| a == "--print-openapi") {
+        println!("{}", gateway_api::openapi::document_pretty());
+        return ExitCode::SUCCESS;
+    }
     let demo_mode = args.iter().any(|a| a == "--demo");
     if let Some(bad) = args.iter().find(|a| *a != "--demo") {
-        eprintln!("unknown argument {bad:?}; usage: gateway [--demo | --healthcheck]");
+        eprintln!(
+            "unknown argument {bad:?}; usage: gateway [--demo | --healthcheck | --print-openapi]"
+        );
         return ExitCode::from(2);
     }
     let config = match Config::from_env() {

@@ -5,10 +5,13 @@
 mod helpers;
 
 mod auth;
+mod demo;
 mod idempotency;
 mod listener;
 mod observability;
+mod openapi;
 mod proxy;
+mod queue;
 mod ratelimit;
 
 mod routing;
