@@ -30,20 +30,16 @@ cli() { # cli <port> args...
   fi
 }
 
-down() {
-  local dir=$1
-  [ -d "$dir" ] || { echo "cluster-up: no such dir $dir" >&2; exit 1; }
-  local pidfile pid
-  for pidfile in "$dir"/*/redis.pid; do
+kill_nodes() { # kill_nodes <dir>
+  local pidfile
+  for pidfile in "$1"/*/redis.pid; do
     [ -f "$pidfile" ] || continue
-    pid=$(cat "$pidfile")
-    kill -9 "$pid" 2>/dev/null || true
+    kill -9 "$(cat "$pidfile")" 2>/dev/null || true
   done
-  rm -rf "$dir"
 }
 
 port_free() { # both the client port and the cluster bus port (+10000)
-  ! ss -Hltn "( sport = :$1 or sport = :$(($1 + 10000)) )" 2>/dev/null | grep -q .
+  ! ss -Htan "( sport = :$1 or sport = :$(($1 + 10000)) )" 2>/dev/null | grep -q .
 }
 
 wait_for() { # wait_for <seconds> <what> cmd...
@@ -57,6 +53,10 @@ wait_for() { # wait_for <seconds> <what> cmd...
     fi
     sleep 0.2
   done
+}
+
+node_up() {
+  cli "$1" ping 2>/dev/null | grep -q PONG
 }
 
 all_ok() {
@@ -78,7 +78,9 @@ replicas_synced() {
 
 if [ "${1:-}" = "down" ]; then
   [ $# -eq 2 ] || { echo "usage: $0 down <dir>" >&2; exit 2; }
-  down "$2"
+  [ -d "$2" ] || { echo "cluster-up: no such dir $2" >&2; exit 1; }
+  kill_nodes "$2"
+  rm -rf "$2"
   exit 0
 fi
 
@@ -88,53 +90,70 @@ command -v redis-cli >/dev/null || { echo "cluster-up: redis-cli not found (apt-
 DIR="${1:-$(mktemp -d "${TMPDIR:-/tmp}/redis-cluster.XXXXXX")}"
 mkdir -p "$DIR"
 DIR="$(cd "$DIR" && pwd)"
-trap 'echo "cluster-up: failed; logs in $DIR/*/redis.log" >&2; down "$DIR" 2>/dev/null || true' ERR
-
-# Free loopback ports whose bus port (+10000) is free too; a random start so parallel runs
-# rarely collide, and a bind failure is caught below by the readiness wait.
-PORTS=()
-candidate=$((20000 + RANDOM % 30000))
-while [ ${#PORTS[@]} -lt $NODES ]; do
-  candidate=$((candidate + 1))
-  [ $candidate -lt 55000 ] || candidate=20000
-  if port_free "$candidate"; then PORTS+=("$candidate"); fi
-done
 
 auth=()
+create_auth=()
 if [ -n "${REDIS_PASSWORD:-}" ]; then
   auth=(--requirepass "$REDIS_PASSWORD" --masterauth "$REDIS_PASSWORD")
+  create_auth=(-a "$REDIS_PASSWORD" --no-auth-warning)
 fi
 
-for p in "${PORTS[@]}"; do
-  mkdir -p "$DIR/$p"
-  "$SERVER" --port "$p" --bind 127.0.0.1 --protected-mode no \
-    --cluster-enabled yes --cluster-config-file "$DIR/$p/nodes.conf" \
-    --cluster-node-timeout "$NODE_TIMEOUT" --cluster-replica-validity-factor 0 \
-    --save "" --appendonly no --dir "$DIR/$p" \
-    --daemonize yes --pidfile "$DIR/$p/redis.pid" --logfile "$DIR/$p/redis.log" \
-    "${auth[@]}"
+# One attempt on fresh ports; returns 0 once the cluster is up and its replicas in sync.
+attempt() {
+  # Ports below the kernel's ephemeral range (32768+), bus ports (+10000) included, so other
+  # processes' outgoing connections never hold them; a random start so parallel runs rarely
+  # collide, and a collision only costs a retry.
+  PORTS=()
+  local candidate=$((20000 + RANDOM % 2700)) p
+  while [ ${#PORTS[@]} -lt $NODES ]; do
+    candidate=$((candidate + 1))
+    [ $candidate -lt 22760 ] || candidate=20000
+    if port_free "$candidate"; then PORTS+=("$candidate"); fi
+  done
+  for p in "${PORTS[@]}"; do
+    mkdir -p "$DIR/$p"
+    "$SERVER" --port "$p" --bind 127.0.0.1 --protected-mode no \
+      --cluster-enabled yes --cluster-config-file "$DIR/$p/nodes.conf" \
+      --cluster-node-timeout "$NODE_TIMEOUT" --cluster-replica-validity-factor 0 \
+      --save "" --appendonly no --dir "$DIR/$p" \
+      --daemonize yes --pidfile "$DIR/$p/redis.pid" --logfile "$DIR/$p/redis.log" \
+      "${auth[@]}" || return 1
+  done
+  for p in "${PORTS[@]}"; do
+    wait_for 10 "node $p" node_up "$p" || return 1
+  done
+  ADDRS=()
+  for p in "${PORTS[@]}"; do ADDRS+=("127.0.0.1:$p"); done
+  redis-cli "${create_auth[@]}" --cluster create "${ADDRS[@]}" --cluster-replicas "$REPLICAS" \
+    --cluster-yes >"$DIR/create.log" 2>&1 || { tail -n 5 "$DIR/create.log" >&2; return 1; }
+  wait_for 30 "cluster_state:ok on every node" all_ok || return 1
+  wait_for 30 "replicas in sync" replicas_synced || return 1
+}
+
+ok=""
+for try in 1 2 3; do
+  if attempt; then
+    ok=1
+    break
+  fi
+  echo "cluster-up: attempt $try failed" >&2
+  grep -h -E 'Failed|Could not|error' "$DIR"/*/redis.log >&2 2>/dev/null || true
+  kill_nodes "$DIR"
+  sleep 0.3
+  find "$DIR" -mindepth 1 -delete
 done
-
-for p in "${PORTS[@]}"; do
-  wait_for 10 "node $p" sh -c "$(declare -f cli); cli $p ping 2>/dev/null | grep -q PONG"
-done
-
-addrs=()
-for p in "${PORTS[@]}"; do addrs+=("127.0.0.1:$p"); done
-create_auth=()
-[ -z "${REDIS_PASSWORD:-}" ] || create_auth=(-a "$REDIS_PASSWORD" --no-auth-warning)
-redis-cli "${create_auth[@]}" --cluster create "${addrs[@]}" --cluster-replicas "$REPLICAS" --cluster-yes >"$DIR/create.log" 2>&1
-
-wait_for 30 "cluster_state:ok on every node" all_ok
-wait_for 30 "replicas in sync" replicas_synced
+if [ -z "$ok" ]; then
+  rm -rf "$DIR"
+  echo "cluster-up: giving up" >&2
+  exit 1
+fi
 
 printf '%s\n' "${PORTS[@]}" >"$DIR/ports"
-nodes=$(IFS=,; echo "${addrs[*]}")
+nodes=$(IFS=,; echo "${ADDRS[*]}")
 cat >"$DIR/env" <<EOF
 export REDIS_CLUSTER_DIR=$DIR
 export REDIS_CLUSTER_NODES=$nodes
 export REDIS_ADDR=$nodes
 export REDIS_CLUSTER=true
 EOF
-trap - ERR
 cat "$DIR/env"

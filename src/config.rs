@@ -223,11 +223,20 @@ impl Config {
                     })?;
                 let cluster = parse_or("REDIS_CLUSTER", r.redis_cluster, false, parse_bool)?
                     || urls.len() > 1;
+                let db = parse_or("REDIS_DB", r.redis_db.clone(), 0, parse_num)?;
+                if cluster && db != 0 {
+                    // A Redis Cluster has only database 0: fail now, not on every connection.
+                    return Err(invalid(
+                        "REDIS_DB",
+                        r.redis_db.as_deref().unwrap_or_default(),
+                        "0 with Redis Cluster (a cluster has only database 0)",
+                    ));
+                }
                 Some(RedisConfig {
                     urls,
                     cluster,
                     password: non_empty(r.redis_password).map(Secret),
-                    db: parse_or("REDIS_DB", r.redis_db, 0, parse_num)?,
+                    db,
                     tls,
                 })
             }
@@ -713,6 +722,22 @@ mod tests {
         assert_eq!(format!("{:?}", r.password), "Some(***)");
         let c = cfg(&[("REDIS_ADDR", "h:1"), ("REDIS_TLS", "true")]).unwrap();
         assert_eq!(c.redis.unwrap().urls[0], "rediss://h:1");
+    }
+
+    #[test]
+    fn a_cluster_refuses_a_database_other_than_zero() {
+        let e = cfg(&[("REDIS_ADDR", "a:1,b:2"), ("REDIS_DB", "3")]).unwrap_err();
+        assert!(e.to_string().starts_with("REDIS_DB=\"3\""), "{e}");
+        let e = cfg(&[
+            ("REDIS_ADDR", "a:1"),
+            ("REDIS_CLUSTER", "true"),
+            ("REDIS_DB", "1"),
+        ]);
+        assert!(e.is_err());
+        let c = cfg(&[("REDIS_ADDR", "a:1,b:2"), ("REDIS_DB", "0")]).unwrap();
+        assert!(c.redis.unwrap().cluster);
+        let c = cfg(&[("REDIS_ADDR", "a:1"), ("REDIS_DB", "3")]).unwrap();
+        assert_eq!(c.redis.unwrap().db, 3);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - `middleware`: request context, client address, and the policy layers.
 //! - `routes`: thin handlers.
 //! - `upstream`: pooled clients for the reservation and payment APIs, header rules.
+//! - `queue`: the waiting room's domain: tokens, identities, admission arithmetic.
 //! - `store`: Redis / in-memory state shared by replicas.
 //! - `telemetry`: logs, metrics, traces.
 //! - `mock_upstream`: fake reservation and payment APIs that record what they receive.
@@ -23,6 +24,7 @@ pub mod jwt;
 pub mod middleware;
 pub mod mock_upstream;
 pub mod openapi;
+pub mod queue;
 pub mod router;
 pub mod routes;
 pub mod state;

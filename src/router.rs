@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use http::{HeaderName, HeaderValue, Method};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -30,7 +30,7 @@ use crate::middleware::idempotency::IdempotencyLayer;
 use crate::middleware::overload::OverloadLayer;
 use crate::middleware::ratelimit::RateLimitLayer;
 use crate::openapi;
-use crate::routes::{health, payments, reservations};
+use crate::routes::{health, payments, queue, reservations};
 use crate::state::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -60,12 +60,27 @@ pub fn router(state: Arc<AppState>) -> Router {
         state.metrics.clone(),
     ));
 
-    // The waiting room (issue #6): join/status/leave, and `enter` behind idempotency; auth optional.
-    // let queue = ...;
+    // The waiting room (SPEC §5): join and enter know the verified caller when a bearer is sent
+    // (optional auth: none → anonymous, invalid → 401); status and leave need only the token.
+    let queue_enter = Router::new()
+        .route("/api/v1/queue/enter", post(queue::enter))
+        // A write: a retry with the same key replays the grant instead of spending a new place.
+        .route_layer(IdempotencyLayer::new(&state));
+    let queue_identified = Router::new()
+        .route("/api/v1/queue/join", post(queue::join))
+        .merge(queue_enter)
+        .route_layer(AuthLayer::optional(
+            state.jwt.clone(),
+            state.metrics.clone(),
+        ));
+    let queue = Router::new()
+        .route("/api/v1/queue/status", get(queue::status))
+        .route("/api/v1/queue/leave", delete(queue::leave))
+        .merge(queue_identified);
 
     // Every /api route: overload shedding, then the per-client rate limit (issue #4), before auth
     // so a flood cannot burn CPU on signatures.
-    let api = protected.route_layer(
+    let api = protected.merge(queue).route_layer(
         ServiceBuilder::new()
             // Cheapest refusal first: one shared semaphore, no store call.
             .layer(OverloadLayer::new(

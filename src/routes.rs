@@ -21,6 +21,7 @@ use crate::upstream::{Outbound, Upstream, UpstreamError};
 
 pub mod health;
 pub mod payments;
+pub mod queue;
 pub mod reservations;
 
 /// `{id}` and `event_id`: `[A-Za-z0-9_-]{1,128}` (SPEC §2). Checked before any upstream is

@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::demo::DemoIssuer;
 use crate::jwt::JwtVerifier;
 use crate::middleware::{overload, ratelimit::Limiter};
+use crate::queue::EventLabels;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub limiter: Arc<Limiter>,
     /// `MAX_IN_FLIGHT` permits, one set for every `/api` route (issue #4).
     pub in_flight: Arc<Semaphore>,
+    /// Bounded `event` label values for the waiting-room metrics (event ids come from clients).
+    pub queue_labels: EventLabels,
     /// Set when shutdown begins: `/readyz` answers 503 from then on (SPEC §9).
     shutting_down: AtomicBool,
 }
@@ -74,6 +77,7 @@ impl AppState {
             config,
             store,
             metrics,
+            queue_labels: EventLabels::default(),
             shutting_down: AtomicBool::new(false),
         })
     }

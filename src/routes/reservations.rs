@@ -3,19 +3,38 @@ use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use http::Method;
 
-use super::{SharedState, proxy, valid_id};
+use super::{SharedState, proxy, proxy_parts, queue, read_body, valid_id};
 use crate::error::ApiError;
 
-/// `POST /api/v1/reservations/create` and its alias `POST /api/v1/reservations`.
+/// `POST /api/v1/reservations/create` and its alias `POST /api/v1/reservations`. With
+/// `QUEUE_REQUIRE_ADMISSION=true` it first claims the caller's reservation token (SPEC §5), spent
+/// only if the upstream creates the reservation.
 pub async fn create(State(state): State<SharedState>, req: Request) -> Result<Response, ApiError> {
-    proxy(
+    if !state.config.queue.require_admission {
+        return proxy(
+            &state,
+            &state.reservation,
+            Method::POST,
+            "/v1/reservations",
+            req,
+        )
+        .await;
+    }
+    let (parts, body) = req.into_parts();
+    let body = read_body(body, state.config.max_body_size).await?;
+    let claim = queue::claim_admission(&state, &parts, &body).await?;
+    let res = proxy_parts(
         &state,
         &state.reservation,
         Method::POST,
         "/v1/reservations",
-        req,
+        &parts,
+        body,
     )
-    .await
+    .await;
+    let created = matches!(&res, Ok(r) if r.status().is_success());
+    claim.settle(&state, created).await;
+    res
 }
 
 pub async fn get(

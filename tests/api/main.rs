@@ -11,6 +11,7 @@ mod listener;
 mod observability;
 mod openapi;
 mod proxy;
+mod queue;
 mod ratelimit;
 
 mod routing;

@@ -736,6 +736,18 @@ async fn logs_are_json_with_an_access_line_and_no_secrets() {
         .unwrap();
     assert_eq!(res.status(), 201);
     let trace_id = header(&res, "x-trace-id");
+    // The same write again: replayed by the gateway, no upstream call.
+    let res = stack
+        .client
+        .post(stack.gw.url("/api/v1/reservations/create"))
+        .header("authorization", &token)
+        .header("idempotency-key", &key)
+        .header("x-request-id", "log-test-replay")
+        .json(&json!({"event_id": "secret-body-marker", "seats": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
     // An error path too, with the same secrets on it.
     let res = stack
         .client
@@ -766,7 +778,7 @@ async fn logs_are_json_with_an_access_line_and_no_secrets() {
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(|v| v["target"] == "access")
             .collect();
-        let seen = ["log-test-1", "log-test-400"]
+        let seen = ["log-test-1", "log-test-400", "log-test-replay"]
             .iter()
             .all(|id| access.iter().any(|v| v["request_id"] == *id))
             && access.iter().any(|v| v["status"] == 404);
@@ -819,6 +831,16 @@ async fn logs_are_json_with_an_access_line_and_no_secrets() {
         created["user_id"], "log-user",
         "the verified caller: {created}"
     );
+
+    assert_eq!(created["rate_limit"], "allowed", "{created}");
+    assert_eq!(created["idempotency"], "new", "{created}");
+    let replayed = access
+        .iter()
+        .find(|v| v["request_id"] == "log-test-replay")
+        .unwrap();
+    assert_eq!(replayed["idempotency"], "replayed", "{replayed}");
+    assert_eq!(replayed["user_id"], "log-user");
+    assert!(replayed.get("upstream").is_none(), "{replayed}");
 
     let refused = access
         .iter()

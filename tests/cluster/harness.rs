@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use gateway_api::mock_upstream::{MockUpstream, Role};
 
-use crate::helpers::{GatewayProcess, JwksServer, TestKey, base_env, jwt_env};
+use crate::helpers::{GatewayProcess, JwksServer, TestKey, base_env, bearer_for, jwt_env};
 
 /// Cluster tests start six redis-servers and three gateways each; on a small machine they run
 /// one at a time so that their timing (rates, failover windows) measures the code, not the
@@ -164,6 +164,25 @@ impl RedisCluster {
         panic!("no master for slot {slot}");
     }
 
+    /// The live masters.
+    pub fn masters(&self) -> Vec<u16> {
+        self.topology()
+            .into_iter()
+            .filter(|n| n.master && !n.failed)
+            .map(|n| n.port)
+            .collect()
+    }
+
+    /// The master holding some key that matches `pattern` (test set-up only: SCAN).
+    pub fn master_holding(&self, pattern: &str) -> Option<u16> {
+        self.masters().into_iter().find(|p| {
+            !self
+                .cli(*p, &["--scan", "--pattern", pattern])
+                .trim()
+                .is_empty()
+        })
+    }
+
     /// Kills one node with SIGKILL (a crash, not a shutdown).
     pub fn kill(&self, port: u16) {
         let pid = std::fs::read_to_string(self.dir.join(port.to_string()).join("redis.pid"))
@@ -212,11 +231,13 @@ impl Drop for RedisCluster {
     }
 }
 
-/// Three gateway replicas on one cluster, each with its own mocks.
+/// Gateway replicas on one cluster, behind which sits one pair of recording mock upstreams (as
+/// in production: many gateways, one reservation API).
 pub struct Replicas {
     pub gateways: Vec<GatewayProcess>,
-    pub reservation: Vec<MockUpstream>,
-    pub payment: Vec<MockUpstream>,
+    pub reservation: MockUpstream,
+    pub payment: MockUpstream,
+    pub env: Vec<(String, String)>,
     pub client: reqwest::Client,
     /// The identity provider every replica trusts (`helpers::bearer(sub)` tokens verify).
     pub jwks: JwksServer,
@@ -226,11 +247,34 @@ impl Replicas {
     /// Starts `n` gateways on `cluster` with `extra` environment and waits until each is ready.
     pub async fn start(n: usize, cluster: &RedisCluster, extra: &[(&str, &str)]) -> Replicas {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let mut r = Replicas {
-            gateways: Vec::new(),
-            reservation: Vec::new(),
-            payment: Vec::new(),
-            jwks: JwksServer::start(&TestKey::defaults()).await,
+        let reservation = MockUpstream::start(Role::Reservation, loopback)
+            .await
+            .expect("mock");
+        let payment = MockUpstream::start(Role::Payment, loopback)
+            .await
+            .expect("mock");
+        let jwks = JwksServer::start(&TestKey::defaults()).await;
+        let mut env = base_env(&reservation, &payment, Some(&cluster.addr()));
+        env.extend(jwt_env(&jwks));
+        env.push(("REDIS_CLUSTER".to_owned(), "true".to_owned()));
+        if let Some(pw) = &cluster.password {
+            env.push(("REDIS_PASSWORD".to_owned(), pw.clone()));
+        }
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let mut gateways = Vec::new();
+        for _ in 0..n {
+            gateways.push(GatewayProcess::start(&env).await);
+        }
+        let r = Replicas {
+            gateways,
+            reservation,
+            payment,
+            env,
+            jwks,
             client: reqwest::Client::builder()
                 .no_proxy()
                 .timeout(Duration::from_secs(10))
@@ -238,34 +282,17 @@ impl Replicas {
                 .build()
                 .expect("client"),
         };
-        for _ in 0..n {
-            let reservation = MockUpstream::start(Role::Reservation, loopback)
-                .await
-                .expect("mock");
-            let payment = MockUpstream::start(Role::Payment, loopback)
-                .await
-                .expect("mock");
-            let mut env = base_env(&reservation, &payment, Some(&cluster.addr()));
-            env.extend(jwt_env(&r.jwks));
-            env.push(("REDIS_CLUSTER".to_owned(), "true".to_owned()));
-            if let Some(pw) = &cluster.password {
-                env.push(("REDIS_PASSWORD".to_owned(), pw.clone()));
-            }
-            env.extend(
-                extra
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-            );
-            r.gateways.push(GatewayProcess::start(&env).await);
-            r.reservation.push(reservation);
-            r.payment.push(payment);
-        }
         for i in 0..n {
             r.wait_ready(i, Duration::from_secs(20)).await;
         }
         r
     }
 
+    pub fn len(&self) -> usize {
+        self.gateways.len()
+    }
+
+    /// `path` on replica `i` (modulo the number of replicas: round robin by counter).
     pub fn url(&self, i: usize, path: &str) -> String {
         self.gateways[i % self.gateways.len()].url(path)
     }
@@ -285,12 +312,23 @@ impl Replicas {
         panic!("gateway {i} not ready within {limit:?}");
     }
 
-    /// Upstream calls received by all replicas' reservation mocks.
-    pub fn reservation_calls(&self) -> usize {
-        self.reservation.iter().map(MockUpstream::count).sum()
+    /// Replica `i`'s `ratelimit_fallback_active` gauge (1 while it limits with local buckets).
+    pub async fn rate_limit_fallback(&self, i: usize) -> bool {
+        let text = self
+            .client
+            .get(self.url(i, "/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .any(|l| l.starts_with("ratelimit_fallback_active") && l.trim_end().ends_with(" 1"))
     }
 
-    pub fn payment_calls(&self) -> usize {
-        self.payment.iter().map(MockUpstream::count).sum()
+    /// An `Authorization` value these gateways accept for `sub`.
+    pub fn bearer(&self, sub: &str) -> String {
+        bearer_for(&self.env, sub)
     }
 }

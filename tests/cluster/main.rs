@@ -10,3 +10,5 @@ mod helpers;
 mod harness;
 
 mod failover;
+mod invariants;
+mod scaleout;
