@@ -59,8 +59,9 @@ on_load() { taskset -c "$LOAD_CPU" "$@"; }
 UP=$(free_port); RP=$(free_port); JP=$(free_port); GA=$(free_port); GB=$(free_port); NG=$(free_port)
 
 # --- upstream, redis, JWKS -----------------------------------------------------------------------
-on_server "$BIN/mock-upstream" --role fixed --port "$UP" >/dev/null & PIDS+=($!)
-on_server redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" >/dev/null & PIDS+=($!)
+# Started directly (not through a shell function) so that $! is the server itself and cleanup kills it.
+taskset -c "$SERVER_CPU" "$BIN/mock-upstream" --role fixed --port "$UP" >/dev/null & PIDS+=($!)
+taskset -c "$SERVER_CPU" redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" >/dev/null & PIDS+=($!)
 wait_port "$UP"; wait_port "$RP"
 
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/key.pem" 2>/dev/null
@@ -208,7 +209,8 @@ MEM0=$(redis-cli -p "$RP" info memory | awk -F: '/^used_memory:/{print $2}' | tr
 echo "filling the waiting room to $QUEUE_SIZE…" >&2
 joined=0
 prev=-1
-while [ "$joined" -lt "$QUEUE_SIZE" ] && [ "$joined" -gt "$prev" ]; do
+fill_until=$(( $(date +%s) + ${BENCH_QUEUE_FILL_SECONDS:-180} ))   # bounded: stop filling after this
+while [ "$joined" -lt "$QUEUE_SIZE" ] && [ "$joined" -gt "$prev" ] && [ "$(date +%s)" -lt "$fill_until" ]; do
   prev=$joined
   on_load wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/join.lua" "http://127.0.0.1:$GB/api/v1/queue/join" >> "$OUT/queue-join.txt" 2>&1 || true
   echo "----" >> "$OUT/queue-join.txt"
