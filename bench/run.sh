@@ -185,9 +185,13 @@ wrk.headers["Content-Type"] = "application/json"
 local n = 0
 local limit = $QUEUE_SIZE
 local f = io.open("$WORK/tokens.txt", "a")
+-- Every fill round is a new wrk process: seed per run, or the rounds replay the same user ids
+-- (joining again as the same user returns the same place).
+math.randomseed(os.time() * 1000 + math.floor(os.clock() * 1000000))
+local run = math.random(0, 1000000000)
 request = function()
   n = n + 1
-  wrk.body = string.format('{"event_id":"onsale","user_id":"u%d-%d"}', n, math.random(0, 1000000000))
+  wrk.body = string.format('{"event_id":"onsale","user_id":"u%d-%d"}', run, n)
   return wrk.format()
 end
 response = function(status, headers, body)
