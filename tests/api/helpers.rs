@@ -336,6 +336,17 @@ impl TestApp {
         bearer(sub)
     }
 
+    /// The `/metrics` exposition as text.
+    pub async fn metrics_text(&self) -> String {
+        self.get("/metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Waits (up to 10 s) until `/readyz` answers 200.
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -108,14 +108,7 @@ async fn concurrent_identical_writes_reach_the_upstream_once(b: Backend) {
         key.as_str()
     );
 
-    let metrics = app
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     for outcome in ["new", "replayed", "in_progress"] {
         assert!(
             metrics.contains(&format!(

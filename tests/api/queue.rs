@@ -96,14 +96,7 @@ async fn thousand_joins_get_positions_in_order_with_honest_eta(b: Backend) {
         assert_eq!(s["eta_sec"], ahead * 100, "ceil(ahead / 0.01): {s}");
         assert_eq!(s["event_id"], "big-show");
     }
-    let metrics = app
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("queue_joins_total{event=\"big-show\"} 1000"),
         "joins counted"
@@ -152,14 +145,7 @@ async fn leave_and_heartbeat_expiry_move_people_forward(b: Backend) {
     assert_eq!(status(&app, &t[0]).await["status"], "expired");
     assert_eq!(status(&app, &t[2]).await["status"], "expired");
     assert_eq!(status(&app, &t[3]).await["eta_sec"], 0);
-    let metrics = app
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("queue_expirations_total{event=\"ev\"} 2"),
         "expirations counted"
@@ -222,14 +208,7 @@ async fn enter_is_refused_while_waiting_and_granted_when_ready(b: Backend) {
             .unwrap()
             .contains("expired")
     );
-    let metrics = app
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(metrics.contains("queue_admissions_total{event=\"ev\"} 1"));
 }
 

@@ -33,14 +33,7 @@ fn bases(mocks: &[MockUpstream]) -> String {
 
 /// The value of one series on `/metrics` (0 when absent): `labels` must all match.
 async fn metric(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> u64 {
-    let text = app
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     text.lines()
         .filter(|l| l.starts_with(&format!("{name}{{")))
         .find(|l| {
