@@ -57,6 +57,9 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub max_body_size: usize,
     pub max_in_flight: usize,
+    /// Tokio worker threads; `None` is one per CPU this process may use. One thread runs the
+    /// single-threaded scheduler (no cross-thread wake-ups).
+    pub worker_threads: Option<usize>,
     pub trusted_proxies: Vec<IpNet>,
     pub cors_allowed_origins: Vec<String>,
     pub queue: QueueConfig,
@@ -166,6 +169,7 @@ struct RawConfig {
     service_version: Option<String>,
     max_body_size: Option<String>,
     max_in_flight: Option<String>,
+    worker_threads: Option<String>,
     trusted_proxies: Option<String>,
     cors_allowed_origins: Option<String>,
     queue_admission_rps: Option<String>,
@@ -438,6 +442,9 @@ impl Config {
                 10_000,
                 parse_positive_usize,
             )?,
+            worker_threads: parse_or("WORKER_THREADS", r.worker_threads, None, |v| {
+                parse_positive_usize(v).map(Some)
+            })?,
             trusted_proxies,
             cors_allowed_origins,
             queue,
