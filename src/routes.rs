@@ -90,8 +90,12 @@ pub async fn proxy_parts(
     if let (Some(log), Some(c)) = (access, caller) {
         log.user(c.user_id());
     }
-    // The client span: a child of the server span; upstreams see it as their parent.
-    let span = tracing::info_span!(
+    // The client span: a child of the server span (none when the request is not traced);
+    // upstreams see it as their parent.
+    let span = if tracing::Span::current().is_disabled() {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!(
         "http.client",
         otel.name = %format_args!("{method} {}", upstream.name),
         otel.kind = "client",
@@ -101,7 +105,8 @@ pub async fn proxy_parts(
         peer.service = upstream.name,
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
-    );
+        )
+    };
     let trace = traces::propagation_headers(&span, ctx.trace_id.0, &parts.headers);
     let headers = upstream_headers(
         &parts.headers,

@@ -163,7 +163,13 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
 
     // The server span continues the caller's trace; its trace id is the request's trace id.
     // With traces off the span is disabled and the id comes from `traceparent` or is new.
-    let span = tracing::info_span!(
+    // Sampling is decided first (`traces::decide`): an unsampled request opens no span at all.
+    let parent = traces::remote_parent(req.headers());
+    let traced = traces::decide(parent.as_ref(), state.config.telemetry.trace_sampling);
+    let span = if !traced {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!(
         "http.server",
         otel.name = %format_args!("{method} {route}"),
         otel.kind = "server",
@@ -176,8 +182,9 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
         network.peer.address = %peer,
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
-    );
-    if let Some(parent) = traces::remote_parent(req.headers()) {
+        )
+    };
+    if let Some(parent) = parent.filter(|_| !span.is_disabled()) {
         let _ = span.set_parent(parent);
     }
     let trace_id = traces::trace_id_of(&span)

@@ -2,8 +2,10 @@
 //!
 //! [`init`] builds the tracer provider that the `tracing-opentelemetry` layer (installed by
 //! `logs::init_with_traces`, the one place that installs the subscriber) feeds:
-//! - sampler `ParentBased(TraceIdRatioBased(TRACE_SAMPLING))`: an incoming sampled `traceparent`
-//!   is always continued, an unsampled one never, a new trace is kept with that probability;
+//! - sampling decided per request by [`decide`] before any span exists (an incoming sampled
+//!   `traceparent` is always continued, an unsampled one never, a new trace is kept with
+//!   probability `TRACE_SAMPLING`); an unsampled request opens no span at all, so it pays
+//!   nothing for tracing. The SDK's own sampler ([`sampler`]) then keeps what was opened;
 //! - the W3C trace-context propagator (`traceparent`/`tracestate`), set as the global one;
 //! - `SERVICE_NAME` and `SERVICE_VERSION` as the resource's `service.name`/`service.version`;
 //! - a batch processor with a bounded queue, exporting from its own thread. Ending a span only
@@ -78,7 +80,7 @@ pub fn init(
         ))
         .build();
     let provider = SdkTracerProvider::builder()
-        .with_sampler(sampler(cfg.trace_sampling))
+        .with_sampler(sampler())
         .with_resource(resource)
         .with_span_processor(processor)
         .build();
@@ -86,10 +88,21 @@ pub fn init(
     Ok((Traces { provider }, tracer))
 }
 
-/// SPEC §10: parent-based, `ratio` for new traces (`0` exports nothing unless the caller's
-/// `traceparent` is sampled).
-pub fn sampler(ratio: f64) -> Sampler {
-    Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
+/// The SDK's sampler: parent-based, and a root span is always kept, because a request span only
+/// exists when [`decide`] already chose to trace it. Sampling before the span exists is what
+/// makes an unsampled request cheap: no span, no attributes, no OpenTelemetry context.
+pub fn sampler() -> Sampler {
+    Sampler::ParentBased(Box::new(Sampler::AlwaysOn))
+}
+
+/// SPEC §10: whether a request is traced. A caller's valid `traceparent` decides with its sampled
+/// flag (a sampled one is always continued, an unsampled one never); a new trace is kept with
+/// probability `ratio` (`0` exports nothing unless the caller's trace is sampled).
+pub fn decide(parent: Option<&opentelemetry::Context>, ratio: f64) -> bool {
+    match parent {
+        Some(cx) => cx.span().span_context().is_sampled(),
+        None => ratio >= 1.0 || (ratio > 0.0 && rand::random::<f64>() < ratio),
+    }
 }
 
 impl Traces {
@@ -211,32 +224,47 @@ mod tests {
 
     use super::*;
 
-    fn decide(ratio: f64, parent: Option<bool>) -> SamplingDecision {
-        let trace_id = TraceId::from_bytes([0xff; 16]);
-        let cx = match parent {
-            None => Context::new(),
-            Some(sampled) => Context::new().with_remote_span_context(SpanContext::new(
-                trace_id,
-                SpanId::from_bytes([1; 8]),
-                if sampled {
-                    TraceFlags::SAMPLED
-                } else {
-                    TraceFlags::default()
-                },
-                true,
-                TraceState::default(),
-            )),
-        };
-        sampler(ratio)
-            .should_sample(Some(&cx), trace_id, "s", &SpanKind::Server, &[], &[])
-            .decision
+    fn remote(sampled: bool) -> Context {
+        Context::new().with_remote_span_context(SpanContext::new(
+            TraceId::from_bytes([0xff; 16]),
+            SpanId::from_bytes([1; 8]),
+            if sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            },
+            true,
+            TraceState::default(),
+        ))
     }
 
     #[test]
     fn the_callers_sampling_decision_wins() {
-        assert_eq!(decide(0.0, Some(true)), SamplingDecision::RecordAndSample);
-        assert_eq!(decide(1.0, Some(false)), SamplingDecision::Drop);
-        assert_eq!(decide(0.0, None), SamplingDecision::Drop);
-        assert_eq!(decide(1.0, None), SamplingDecision::RecordAndSample);
+        assert!(decide(Some(&remote(true)), 0.0));
+        assert!(!decide(Some(&remote(false)), 1.0));
+        assert!(!decide(None, 0.0));
+        assert!(decide(None, 1.0));
+    }
+
+    #[test]
+    fn new_traces_are_kept_at_the_ratio() {
+        let kept = (0..20_000).filter(|_| decide(None, 0.1)).count();
+        // Binomial(20000, 0.1): mean 2000, sd 42; +-300 is over 7 sd.
+        assert!((1700..=2300).contains(&kept), "kept {kept} of 20000 at 0.1");
+    }
+
+    #[test]
+    fn the_sdk_continues_the_decision_already_taken() {
+        let id = TraceId::from_bytes([0xff; 16]);
+        let sample = |cx: &Context| {
+            sampler()
+                .should_sample(Some(cx), id, "s", &SpanKind::Server, &[], &[])
+                .decision
+        };
+        // A request span is only opened when `decide` said yes: a root is kept...
+        assert_eq!(sample(&Context::new()), SamplingDecision::RecordAndSample);
+        // ...and a child follows its parent.
+        assert_eq!(sample(&remote(true)), SamplingDecision::RecordAndSample);
+        assert_eq!(sample(&remote(false)), SamplingDecision::Drop);
     }
 }
