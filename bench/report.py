@@ -71,6 +71,8 @@ def main(out):
     for label, name in [
         ("1. GET, JWT (cached) + Redis rate limit", "get-gateway-rl"),
         ("2. GET, JWT (cached), rate limit off", "get-gateway-norl"),
+        ("floor: axum + reqwest, no policy", "get-floor-reqwest"),
+        ("floor: axum + hyper client, no policy", "get-floor-hyper"),
         ("nginx proxy_pass (keep-alive)", "get-nginx"),
         ("direct to upstream", "get-direct"),
     ]:
@@ -105,7 +107,11 @@ def main(out):
         if join:
             print(f"| join (median fill round) | {join['rps']:.0f} | {fmt_ms(join['p50'])} | {fmt_ms(join['p99'])} | {join['errors']} |")
         if status:
-            print(f"| status, random tokens | {status['rps']:.0f} | {fmt_ms(status['p50'])} | {fmt_ms(status['p99'])} | {status['errors']} |")
+            print(f"| status, random tokens, saturated (64 connections) | {status['rps']:.0f} | {fmt_ms(status['p50'])} | {fmt_ms(status['p99'])} | {status['errors']} |")
+        fixed = load("queue-status-fixed")
+        if fixed:
+            target = read(out, "queue-status-fixed-rate.txt")
+            print(f"| status, random tokens, fixed rate (target {target} req/s, 16 connections) | {fixed['rps']:.0f} | {fmt_ms(fixed['p50'])} | {fmt_ms(fixed['p99'])} | {fixed['errors']} |")
         print()
         print(f"Redis memory per waiting person: {per_person} bytes (used_memory delta / waiting count).")
 

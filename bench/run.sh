@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The gateway measured against the direct upstream and nginx, in one run (issue #11).
 #
-#   bench/run.sh            full run (about 8 minutes on a 2-core machine)
+#   bench/run.sh            full run (about 12 minutes on a 2-core machine)
 #   BENCH_DURATION=5 BENCH_ROUNDS=2 BENCH_QUEUE_SIZE=100000 bench/run.sh   a quicker look
 #
 # Starts on loopback: a fixed-response upstream (`mock-upstream --role fixed`), redis-server, a JWKS
 # file server, the gateway (release build) twice — A with the Redis rate limit, B with rate
-# limiting off — and nginx as a plain proxy_pass with upstream keep-alive. Loads them in turn,
+# limiting off — nginx as a plain proxy_pass with upstream keep-alive, and the stack's floor
+# (examples/passthrough.rs: axum + reqwest, and axum + hyper's client, with no policy at all). Loads them in turn,
 # interleaved (direct, nginx, A, B, direct, …) so machine drift cancels, and prints a markdown
 # table (also written to bench/out/results.md). Stops everything it started.
 #
@@ -39,7 +40,7 @@ fi
 
 PROFILE=${BENCH_PROFILE:-release}   # `debug` only to smoke-test this script
 echo "building $PROFILE binaries…" >&2
-if [ "$PROFILE" = release ]; then cargo build --release --bins -q; else cargo build --bins -q; fi
+if [ "$PROFILE" = release ]; then cargo build --release --bins --example passthrough -q; else cargo build --bins --example passthrough -q; fi
 BIN="$ROOT/target/$PROFILE"
 
 PIDS=()
@@ -57,6 +58,7 @@ on_server() { taskset -c "$SERVER_CPU" "$@"; }
 on_load() { taskset -c "$LOAD_CPU" "$@"; }
 
 UP=$(free_port); RP=$(free_port); JP=$(free_port); GA=$(free_port); GB=$(free_port); NG=$(free_port)
+FR=$(free_port); FH=$(free_port)
 
 # --- upstream, redis, JWKS -----------------------------------------------------------------------
 # Started directly (not through a shell function) so that $! is the server itself and cleanup kills it.
@@ -102,6 +104,11 @@ start_gateway() { # port, extra env...
 }
 start_gateway "$GA"; GA_PID=${PIDS[-1]}
 start_gateway "$GB" RATE_LIMIT_ENABLED=false
+
+# --- the floor: axum + one pooled client, no policy (examples/passthrough.rs) --------------------
+taskset -c "$SERVER_CPU" "$BIN/examples/passthrough" reqwest "127.0.0.1:$FR" "http://127.0.0.1:$UP" >/dev/null & PIDS+=($!)
+taskset -c "$SERVER_CPU" "$BIN/examples/passthrough" hyper "127.0.0.1:$FH" "http://127.0.0.1:$UP" >/dev/null & PIDS+=($!)
+wait_port "$FR"; wait_port "$FH"
 
 # --- nginx ---------------------------------------------------------------------------------------
 cat > "$WORK/nginx.conf" <<NGINX
@@ -160,6 +167,8 @@ for round in $(seq 1 "$ROUNDS"); do
   run_wrk get-nginx "http://127.0.0.1:$NG$G"
   run_wrk get-gateway-rl "http://127.0.0.1:$GA$G" "${AUTH[@]}"
   run_wrk get-gateway-norl "http://127.0.0.1:$GB$G" "${AUTH[@]}"
+  run_wrk get-floor-reqwest "http://127.0.0.1:$FR/v1/reservations/r1"
+  run_wrk get-floor-hyper "http://127.0.0.1:$FH/v1/reservations/r1"
   echo "round $round/$ROUNDS: POST" >&2
   run_wrk post-direct "http://127.0.0.1:$UP/v1/reservations" -s "$WORK/post.lua"
   run_wrk post-nginx "http://127.0.0.1:$NG/api/v1/reservations/create" -s "$WORK/post.lua"
@@ -226,6 +235,16 @@ MEM1=$(redis-cli -p "$RP" info memory | awk -F: '/^used_memory:/{print $2}' | tr
 [ "$joined" -gt 0 ] && echo $(( (MEM1 - MEM0) / joined )) > "$OUT/queue-bytes-per-person.txt"
 for round in $(seq 1 "$ROUNDS"); do
   run_wrk queue-status "http://127.0.0.1:$GB/api/v1/queue/status" -s "$WORK/status.lua"
+done
+# The same at a fixed rate below saturation (half the saturated rate), so p99 is the call's own
+# latency rather than queueing: each of 16 connections waits 16/rate s between requests.
+SAT=$(python3 "$ROOT/bench/report.py" --max-rps "$OUT/queue-status.txt")
+QRATE=$((SAT / 2)); [ "$QRATE" -ge 100 ] || QRATE=100
+echo "$QRATE" > "$OUT/queue-status-fixed-rate.txt"
+sed "s/^request = function()/delay = function() return $((16000 / QRATE)) end\nrequest = function()/" "$WORK/status.lua" > "$WORK/status-fixed.lua"
+for round in $(seq 1 "$ROUNDS"); do
+  on_load wrk -t1 -c16 -d"${DURATION}s" --latency -s "$WORK/status-fixed.lua" "http://127.0.0.1:$GB/api/v1/queue/status" >> "$OUT/queue-status-fixed.txt" 2>&1 || true
+  echo "----" >> "$OUT/queue-status-fixed.txt"
 done
 
 python3 "$ROOT/bench/report.py" "$OUT" | tee "$OUT/results.md"
