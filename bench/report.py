@@ -116,17 +116,23 @@ def main(out):
         print(f"Redis memory per waiting person: {per_person} bytes (used_memory delta / waiting count).")
 
     rate = read(out, "fixed-rate.txt")
+    pd, pg = load("paced-direct"), load("paced-gateway")
     d50, d99 = hey_latency(os.path.join(out, "fixed-direct.txt"))
     g50, g99 = hey_latency(os.path.join(out, "fixed-gateway.txt"))
-    if d50 is not None and g50 is not None:
+    if pd or d50 is not None:
         print()
-        print(f"5. Fixed rate {rate} req/s (half of scenario 1's max), GET:")
+        print(f"5. Fixed rate, GET, target {rate} req/s (half of scenario 1's max):")
         print()
-        print("| target | p50 | p99 |")
-        print("| --- | ---: | ---: |")
-        print(f"| direct | {fmt_ms(d50)} | {fmt_ms(d99)} |")
-        print(f"| gateway (scenario 1 setup) | {fmt_ms(g50)} | {fmt_ms(g99)} |")
-        print(f"| added by the gateway | {fmt_ms(g50 - d50)} | {fmt_ms(g99 - d99)} |")
+        print("| load | target | requests/s | p50 | p99 |")
+        print("| --- | --- | ---: | ---: | ---: |")
+        if pd and pg:
+            print(f"| paced (wrk, 2 ms between requests per connection) | direct | {pd['rps']:.0f} | {fmt_ms(pd['p50'])} | {fmt_ms(pd['p99'])} |")
+            print(f"| paced | gateway (scenario 1 setup) | {pg['rps']:.0f} | {fmt_ms(pg['p50'])} | {fmt_ms(pg['p99'])} |")
+            print(f"| paced | **added by the gateway** | | {fmt_ms(pg['p50'] - pd['p50'])} | {fmt_ms(pg['p99'] - pd['p99'])} |")
+        if d50 is not None and g50 is not None:
+            print(f"| bursty (hey, 50 workers in step) | direct | {rate} | {fmt_ms(d50)} | {fmt_ms(d99)} |")
+            print(f"| bursty | gateway (scenario 1 setup) | {rate} | {fmt_ms(g50)} | {fmt_ms(g99)} |")
+            print(f"| bursty | **added by the gateway** | | {fmt_ms(g50 - d50)} | {fmt_ms(g99 - d99)} |")
 
     rss = read(out, "gateway-peak-rss-kb.txt")
     if rss:
