@@ -62,15 +62,14 @@ fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 async fn serve(config: Config, demo_mode: bool) -> ExitCode {
-    let traces = gateway_api::telemetry::logs::init_with_traces(&config.telemetry);
+    // Dropped at the end of this function: the last log lines are written out after everything.
+    let mut logs = gateway_api::telemetry::logs::init_with_traces(&config.telemetry);
     let result = if demo_mode {
         demo::run(config).await
     } else {
         run(config).await
     };
-    if let Some(t) = traces {
-        t.shutdown().await; // the last spans, after the last request
-    }
+    logs.shutdown_traces().await; // the last spans, after the last request
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -7,42 +7,96 @@
 //! - the OpenTelemetry layer sees this crate's spans and events at `info` and above, whatever
 //!   `LOG_LEVEL` says (quiet logs must not turn traces off). The access line (target `access`) is
 //!   not this crate's target, so it is not copied onto spans as an event.
+//!
+//! The gateway's lines go through a non-blocking writer: formatting happens on the request's
+//! thread, the `write(2)` on a thread of its own that drains whatever is queued into one buffered
+//! write. A slow or full stdout (a container log pipe) therefore never blocks the runtime; past
+//! [`MAX_BUFFERED_LINES`] queued lines new ones are dropped and counted
+//! (`log_lines_dropped_total`). The queue is flushed when the [`Logs`] handle is dropped, after
+//! the last request.
+use std::io::BufWriter;
+use std::sync::OnceLock;
+
 use opentelemetry_sdk::trace::SdkTracer;
 use tracing::Level;
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{FilterExt, Targets, filter_fn};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::TelemetryConfig;
 use crate::telemetry::traces::{self, Traces};
 
-/// Installs the global subscriber with logs only. Tests leave logging off unless `TEST_LOG` is
-/// set; they call this.
-pub fn init(level: &str) {
-    install(level, None);
+/// Log lines the writer thread may have queued; past this, new lines are dropped and counted
+/// rather than blocking the request that logs them.
+pub const MAX_BUFFERED_LINES: usize = 65_536;
+
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Log lines dropped so far because stdout could not keep up (0 before [`init_with_traces`]).
+pub fn dropped_lines() -> u64 {
+    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
 }
 
-/// Installs the global subscriber with logs and OTLP traces (`main`). Returns the trace pipeline
-/// to flush on shutdown; `None` when the exporter could not be built (logged, never fatal).
-pub fn init_with_traces(cfg: &TelemetryConfig) -> Option<Traces> {
-    match traces::init(cfg) {
-        Ok((pipeline, tracer)) => {
-            install(&cfg.log_level, Some(tracer));
-            Some(pipeline)
-        }
-        Err(e) => {
-            install(&cfg.log_level, None);
-            tracing::warn!(error = %e, "OTLP exporter could not be built: traces are off");
-            None
+/// The running log writer and trace pipeline (`main`). Keep it until the server has stopped;
+/// dropping it writes out the lines still queued.
+pub struct Logs {
+    traces: Option<Traces>,
+    _writer: WorkerGuard,
+}
+
+impl Logs {
+    /// Flushes and stops the trace pipeline (the last spans, after the last request). Log lines
+    /// keep flowing until the handle itself is dropped.
+    pub async fn shutdown_traces(&mut self) {
+        if let Some(t) = self.traces.take() {
+            t.shutdown().await;
         }
     }
 }
 
-fn install(level: &str, tracer: Option<SdkTracer>) {
+/// Installs the global subscriber with logs only, written synchronously (tests: they leave
+/// logging off unless `TEST_LOG` is set).
+pub fn init(level: &str) {
+    install(level, None, std::io::stdout);
+}
+
+/// Installs the global subscriber with the non-blocking log writer and OTLP traces (`main`).
+/// Traces are off (logged, never fatal) when the exporter cannot be built.
+pub fn init_with_traces(cfg: &TelemetryConfig) -> Logs {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(MAX_BUFFERED_LINES)
+        .thread_name("log-writer")
+        .finish(BufWriter::with_capacity(64 * 1024, std::io::stdout()));
+    let _ = DROPPED.set(writer.error_counter());
+    let traces = match traces::init(cfg) {
+        Ok((pipeline, tracer)) => {
+            install(&cfg.log_level, Some(tracer), writer);
+            Some(pipeline)
+        }
+        Err(e) => {
+            install(&cfg.log_level, None, writer);
+            tracing::warn!(error = %e, "OTLP exporter could not be built: traces are off");
+            None
+        }
+    };
+    Logs {
+        traces,
+        _writer: guard,
+    }
+}
+
+fn install<W>(level: &str, tracer: Option<SdkTracer>, writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
         .json()
         .flatten_event(true)
         .with_current_span(false)

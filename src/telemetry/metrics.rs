@@ -32,6 +32,8 @@ pub struct Metrics {
     pub ratelimit_decisions: IntCounterVec,
     pub ratelimit_fallback_active: IntGauge,
     pub overload_shed: IntCounter,
+    /// Synced from the log writer when `/metrics` is rendered.
+    pub log_lines_dropped: IntCounter,
     pub idempotency_outcomes: IntCounterVec,
     pub jwt_verifications: IntCounterVec,
     pub jwks_fetches: IntCounterVec,
@@ -141,6 +143,10 @@ impl Metrics {
                 "overload_shed_total",
                 "Requests refused with 503 OVERLOADED because MAX_IN_FLIGHT was reached.",
             )?,
+            log_lines_dropped: single_counter(
+                "log_lines_dropped_total",
+                "Log lines dropped because stdout could not keep up (logging never blocks a request).",
+            )?,
             idempotency_outcomes: counter(
                 "idempotency_outcomes_total",
                 "Idempotency outcomes: new, replayed, in_progress, conflict, store_error.",
@@ -201,6 +207,16 @@ impl Metrics {
 
     /// The text exposition format for `/metrics`.
     pub fn render(&self) -> Vec<u8> {
+        {
+            // Scrapes are rare: a lock keeps two at once from adding the same drops twice.
+            static SYNC: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _one = SYNC.lock().unwrap_or_else(|e| e.into_inner());
+            let seen = self.log_lines_dropped.get();
+            let dropped = crate::telemetry::logs::dropped_lines();
+            if dropped > seen {
+                self.log_lines_dropped.inc_by(dropped - seen);
+            }
+        }
         let mut buf = Vec::with_capacity(16 * 1024);
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         buf
