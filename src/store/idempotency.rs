@@ -341,45 +341,32 @@ impl MemoryRecords {
             shard.map.retain(|_, r| r.expires > now);
             shard.next_sweep = Some(now + SWEEP_EVERY);
         }
-        match shard.map.entry(key.as_str().to_owned()) {
-            Entry::Occupied(mut e) if e.get().expires <= now => {
-                e.insert(Record {
-                    fp,
-                    state: RecordState::InFlight {
-                        owner: owner.clone(),
-                    },
-                    expires: now + in_flight_ttl,
-                });
-                Acquire::Acquired(Lease {
-                    key: key.clone(),
-                    owner,
-                })
-            }
-            Entry::Occupied(e) => {
+        let entry = match shard.map.entry(key.as_str().to_owned()) {
+            // A live record decides; an expired one is as good as none.
+            Entry::Occupied(e) if e.get().expires > now => {
                 let r = e.get();
-                if r.fp != fp {
+                return if r.fp != fp {
                     Acquire::Conflict
                 } else {
                     match &r.state {
                         RecordState::InFlight { .. } => Acquire::InFlight,
                         RecordState::Done(res) => Acquire::Completed(res.clone()),
                     }
-                }
+                };
             }
-            Entry::Vacant(e) => {
-                e.insert(Record {
-                    fp,
-                    state: RecordState::InFlight {
-                        owner: owner.clone(),
-                    },
-                    expires: now + in_flight_ttl,
-                });
-                Acquire::Acquired(Lease {
-                    key: key.clone(),
-                    owner,
-                })
-            }
-        }
+            entry => entry,
+        };
+        entry.insert_entry(Record {
+            fp,
+            state: RecordState::InFlight {
+                owner: owner.clone(),
+            },
+            expires: now + in_flight_ttl,
+        });
+        Acquire::Acquired(Lease {
+            key: key.clone(),
+            owner,
+        })
     }
 
     pub(crate) fn complete(
