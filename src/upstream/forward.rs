@@ -12,7 +12,6 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 use crate::middleware::context::RequestContext;
 
 pub static X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
-pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
@@ -21,6 +20,7 @@ pub static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 const PASSED_TO_UPSTREAM: [HeaderName; 5] = [
     header::CONTENT_TYPE,
     header::AUTHORIZATION,
+    // `middleware::idempotency::IDEMPOTENCY_KEY` (a static cannot stand in a const array).
     HeaderName::from_static("idempotency-key"),
     header::ACCEPT,
     header::ACCEPT_LANGUAGE,
