@@ -451,7 +451,9 @@ pub enum QueueState {
 #[derive(ToSchema)]
 pub struct QueueStatus {
     pub status: QueueState,
-    pub event_id: String,
+    /// `null` when the token names no event this gateway knows (an unknown or long-gone token).
+    #[schema(required = true)]
+    pub event_id: Option<String>,
     /// People ahead + 1 among those still waiting; 0 once ready.
     pub position: u64,
     /// `ceil(people ahead / admission rate)`; 0 once ready.
