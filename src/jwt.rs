@@ -572,7 +572,7 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Reason> {
         return Err(Reason::Malformed);
     }
     let header_bytes = URL_SAFE_NO_PAD.decode(h).map_err(|_| Reason::Malformed)?;
-    let header: Header = serde_json::from_slice(&header_bytes).map_err(|_| Reason::Malformed)?;
+    let header: Header = from_object(&header_bytes)?;
     if header.crit.is_some() {
         return Err(Reason::CriticalHeader);
     }
@@ -582,7 +582,7 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Reason> {
         a => Algorithm::from_str(a).map_err(|_| Reason::AlgUnsupported)?,
     };
     let claims_bytes = URL_SAFE_NO_PAD.decode(p).map_err(|_| Reason::Malformed)?;
-    let claims: Claims = serde_json::from_slice(&claims_bytes).map_err(|_| Reason::Malformed)?;
+    let claims: Claims = from_object(&claims_bytes)?;
     Ok(Parsed {
         alg,
         kid: header.kid,
@@ -590,6 +590,43 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Reason> {
         signature: s,
         claims,
     })
+}
+
+/// Decodes a JOSE header or claims set: a JSON **object** without duplicate member names
+/// (RFC 7515 §4, RFC 7519 §4; SPEC §8a). serde would fill a struct from an array in field order
+/// and let a later duplicate win, so the document is read as an object first.
+fn from_object<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Reason> {
+    let object: UniqueObject = serde_json::from_slice(bytes).map_err(|_| Reason::Malformed)?;
+    T::deserialize(Value::Object(object.0)).map_err(|_| Reason::Malformed)
+}
+
+/// A top-level JSON object whose member names are unique; anything else fails to deserialize.
+struct UniqueObject(serde_json::Map<String, Value>);
+
+impl<'de> Deserialize<'de> for UniqueObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object with unique member names")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = serde_json::Map::new();
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    if out.contains_key(&k) {
+                        return Err(serde::de::Error::custom("duplicate member name"));
+                    }
+                    out.insert(k, v);
+                }
+                Ok(UniqueObject(out))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
 }
 
 /// Signature check with a key from the JWKS, for an algorithm that key allows.
@@ -610,7 +647,8 @@ fn check_signature(parsed: &Parsed<'_>, key: &VerifyKey) -> Result<(), Reason> {
 
 /// The claim rules: `exp` (a number; past `exp + leeway` is expired), `nbf` (a number when
 /// present; after `now + leeway` is not yet valid), `iss` and `aud` when configured (`aud` a
-/// string or an array holding ours), `sub` a non-empty printable-ASCII string.
+/// string or an array holding ours), `sub` 1–256 printable-ASCII characters that neither start
+/// nor end with a space.
 pub fn check_claims(claims: &Claims, rules: &ClaimRules, now: u64) -> Result<Verified, Reason> {
     let exp = match &claims.exp {
         None | Some(Value::Null) => return Err(Reason::MissingClaim("exp")),
@@ -651,8 +689,12 @@ pub fn check_claims(claims: &Claims, rules: &ClaimRules, now: u64) -> Result<Ver
         Some(Value::String(s)) => s,
         Some(_) => return Err(Reason::BadClaim("sub")),
     };
+    // Byte for byte what `X-User-ID` carries and what the gateway's records are keyed by: an HTTP
+    // parser trims the spaces a header value starts or ends with, so such a `sub` would name
+    // another user upstream (SPEC §8a).
     let printable = sub.bytes().all(|b| (0x20..0x7f).contains(&b));
-    if sub.is_empty() || sub.len() > MAX_SUB_BYTES || !printable {
+    let padded = sub.starts_with(' ') || sub.ends_with(' ');
+    if sub.is_empty() || sub.len() > MAX_SUB_BYTES || !printable || padded {
         return Err(Reason::BadClaim("sub"));
     }
     Ok(Verified {
@@ -878,6 +920,9 @@ mod tests {
             json!("a\nb"),
             json!("ü"),
             json!("x".repeat(300)),
+            json!(" alice"),
+            json!("alice "),
+            json!("\talice"),
         ] {
             assert_eq!(
                 check_claims(&with("sub", bad.clone()), &r, NOW),
@@ -923,6 +968,28 @@ mod tests {
         }
         let crit = token(json!({"alg": "RS256", "crit": ["exp"]}), c.clone());
         assert_eq!(parse(&crit).unwrap_err(), Reason::CriticalHeader);
+        // RFC 7515/7519: header and claims set are JSON objects with unique member names.
+        let seg = |v: &str| URL_SAFE_NO_PAD.encode(v);
+        let h = seg(r#"{"alg":"RS256"}"#);
+        let array_claims = format!(
+            "{h}.{}.c2ln",
+            seg(r#"[9999999999,null,"https://issuer","aud","alice"]"#)
+        );
+        assert_eq!(parse(&array_claims).unwrap_err(), Reason::Malformed);
+        let array_header = format!("{}.{}.c2ln", seg(r#"["RS256"]"#), seg("{}"));
+        assert_eq!(parse(&array_header).unwrap_err(), Reason::Malformed);
+        for not_object in ["1", "\"x\"", "null", "true"] {
+            let t = format!("{h}.{}.c2ln", seg(not_object));
+            assert_eq!(parse(&t).unwrap_err(), Reason::Malformed, "{not_object}");
+        }
+        let dup_claims = format!("{h}.{}.c2ln", seg(r#"{"sub":"alice","sub":"bob"}"#));
+        assert_eq!(parse(&dup_claims).unwrap_err(), Reason::Malformed);
+        let dup_header = format!(
+            "{}.{}.c2ln",
+            seg(r#"{"alg":"RS256","alg":"ES256"}"#),
+            seg("{}")
+        );
+        assert_eq!(parse(&dup_header).unwrap_err(), Reason::Malformed);
         let big = format!("{ok}{}", "A".repeat(MAX_TOKEN_BYTES));
         assert_eq!(parse(&big).unwrap_err(), Reason::TooLarge);
     }

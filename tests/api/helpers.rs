@@ -689,6 +689,17 @@ impl TestKey {
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.key).expect("sign")
     }
+
+    /// A compact JWS over exactly these header and claims bytes, validly signed by this key
+    /// (for documents serde would never write: arrays, duplicate members).
+    pub fn sign_raw(&self, header: &str, claims: &str) -> String {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let message = format!("{}.{}", b64.encode(header), b64.encode(claims));
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &self.key, self.alg).expect("sign");
+        format!("{message}.{signature}")
+    }
 }
 
 /// A JWKS endpoint over real HTTP on a loopback port: swappable key set (rotation), a fetch
