@@ -65,6 +65,13 @@ pub struct Config {
     pub queue: QueueConfig,
     pub shutdown_delay: Duration,
     pub shutdown_timeout: Duration,
+    /// SPEC §4: the whole request body must arrive within this, else 408 and the connection closed.
+    pub request_body_timeout: Duration,
+    /// SPEC §4: a response that makes no write progress for this long is abandoned.
+    pub response_write_timeout: Duration,
+    /// SPEC §6: replicas that must acknowledge an in-flight idempotency record (`WAIT`) before
+    /// the write is forwarded; 0 = do not wait.
+    pub redis_wait_replicas: u32,
     /// Set by `--demo` only: serve `GET /demo/token`.
     pub demo: bool,
 }
@@ -178,6 +185,9 @@ struct RawConfig {
     queue_require_admission: Option<String>,
     shutdown_delay: Option<String>,
     shutdown_timeout: Option<String>,
+    request_body_timeout: Option<String>,
+    response_write_timeout: Option<String>,
+    redis_wait_replicas: Option<String>,
 }
 
 pub const DEFAULT_RESERVATION_BASE: &str =
@@ -459,6 +469,24 @@ impl Config {
                 r.shutdown_timeout,
                 Duration::from_secs(20),
                 parse_duration,
+            )?,
+            request_body_timeout: parse_or(
+                "REQUEST_BODY_TIMEOUT",
+                r.request_body_timeout,
+                Duration::from_secs(10),
+                parse_nonzero_duration,
+            )?,
+            response_write_timeout: parse_or(
+                "RESPONSE_WRITE_TIMEOUT",
+                r.response_write_timeout,
+                Duration::from_secs(10),
+                parse_nonzero_duration,
+            )?,
+            redis_wait_replicas: parse_or(
+                "REDIS_WAIT_REPLICAS",
+                r.redis_wait_replicas,
+                0,
+                parse_num,
             )?,
             demo: false,
         })

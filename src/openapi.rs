@@ -336,6 +336,7 @@ pub enum ErrorCode {
     UpstreamUnavailable,
     Overloaded,
     UpstreamTimeout,
+    RequestTimeout,
     UriTooLong,
     HeadersTooLarge,
 }
@@ -748,6 +749,7 @@ mod tests {
             ApiError::UpstreamUnavailable("x"),
             ApiError::Overloaded,
             ApiError::UpstreamTimeout,
+            ApiError::RequestTimeout,
             ApiError::UriTooLong,
             ApiError::HeadersTooLarge,
         ];
@@ -768,6 +770,7 @@ mod tests {
                 | ApiError::UpstreamUnavailable(_)
                 | ApiError::Overloaded
                 | ApiError::UpstreamTimeout
+                | ApiError::RequestTimeout
                 | ApiError::UriTooLong
                 | ApiError::HeadersTooLarge => {}
             }

@@ -43,6 +43,9 @@ pub fn valid_id(id: &str) -> Result<&str, ApiError> {
 /// Reads the whole request body, refusing more than `max` bytes with 413.
 pub async fn read_body(body: Body, max: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, max).await.map_err(|e| {
+        if crate::app::slow_client::is_body_timeout(&e) {
+            return ApiError::RequestTimeout;
+        }
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
         while let Some(err) = source {
             if err.is::<http_body_util::LengthLimitError>() {

@@ -13,5 +13,6 @@ mod openapi;
 mod proxy;
 mod queue;
 mod ratelimit;
+mod slow_clients;
 
 mod routing;
