@@ -33,7 +33,7 @@ use crate::routes::read_body;
 use crate::state::AppState;
 use crate::store::Store;
 use crate::store::idempotency::{
-    self as records, Acquire, Fingerprint, Lease, RecordKey, Scope, StoredResponse,
+    self as records, Acquire, Completion, Fingerprint, Lease, RecordKey, Scope, StoredResponse,
 };
 use crate::telemetry::{AccessLog, Metrics};
 
@@ -85,6 +85,8 @@ struct Policy {
     ttl: Duration,
     in_flight_ttl: Duration,
     max_body: usize,
+    /// `REDIS_WAIT_REPLICAS`: replicas that must hold the in-flight record before forwarding.
+    wait_replicas: u32,
 }
 
 impl IdempotencyLayer {
@@ -98,6 +100,7 @@ impl IdempotencyLayer {
                 ttl: c.idempotency_ttl,
                 in_flight_ttl: slowest + IN_FLIGHT_MARGIN,
                 max_body: c.max_body_size,
+                wait_replicas: c.redis_wait_replicas,
             }),
         }
     }
@@ -233,6 +236,26 @@ impl Policy {
             }
         };
 
+        // A master failover must not lose the record of a write that is already upstream.
+        if self.wait_replicas > 0 {
+            let replicated = records::replicated(&self.store, &lease, self.wait_replicas).await;
+            if !matches!(replicated, Ok(true)) {
+                self.count(log, "not_replicated");
+                match replicated {
+                    Err(e) => tracing::warn!(error = %e, "WAIT for replicas failed: write refused"),
+                    _ => tracing::warn!(
+                        replicas = self.wait_replicas,
+                        "replicas did not acknowledge the idempotency record: write refused"
+                    ),
+                }
+                self.release(&lease, log).await;
+                return Ok(ApiError::UpstreamUnavailable(
+                    "the idempotency store is unavailable, retry later",
+                )
+                .into_response());
+            }
+        }
+
         let res = match AssertUnwindSafe(inner.call(req)).catch_unwind().await {
             Ok(Ok(res)) => res,
             Ok(Err(e)) => {
@@ -252,33 +275,49 @@ impl Policy {
             return Ok(res);
         }
         let (parts, body) = res.into_parts();
-        match collect(body, self.max_body).await {
-            Collected::Whole(bytes) => {
-                let stored = StoredResponse {
-                    status: parts.status,
-                    content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
-                    body: bytes.clone(),
-                };
-                match records::complete(&self.store, &lease, &stored, self.ttl).await {
-                    Ok(true) => {}
-                    Ok(false) => tracing::warn!("idempotency record expired before completion"),
-                    Err(e) => {
-                        // The operation ran: the client still gets its answer. The record stays
-                        // in flight until its TTL, so a retry meanwhile is 409, never a rerun.
-                        self.count(log, "store_error");
-                        tracing::warn!(error = %e, "could not store the idempotent response");
-                    }
-                }
-                Ok(Response::from_parts(parts, Body::from(bytes)))
-            }
-            Collected::TooLarge(body) => {
-                tracing::warn!("response over MAX_BODY_SIZE: not stored for replay");
-                self.release(&lease, log).await;
-                Ok(Response::from_parts(parts, body))
-            }
+        let (stored_body, body) = match collect(body, self.max_body).await {
+            Collected::Whole(bytes) => (bytes.clone(), Body::from(bytes)),
+            // The operation ran whatever the size of its answer: the record keeps status and
+            // content type without the body, and a repeat replays them with an empty body
+            // rather than running the operation again (SPEC §6).
+            Collected::TooLarge(body) => (Bytes::new(), body),
             Collected::Failed => {
                 self.release(&lease, log).await;
-                Ok(ApiError::UpstreamError.into_response())
+                return Ok(ApiError::UpstreamError.into_response());
+            }
+        };
+        let stored = StoredResponse {
+            status: parts.status,
+            content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+            body: stored_body,
+        };
+        self.complete(&lease, &stored, log).await;
+        Ok(Response::from_parts(parts, body))
+    }
+
+    /// Records the answer. The operation ran: the client gets its answer whatever happens here.
+    async fn complete(&self, lease: &Lease, stored: &StoredResponse, log: Option<&AccessLog>) {
+        match records::complete(&self.store, lease, stored, self.ttl).await {
+            Ok(Completion::Stored) => {}
+            Ok(Completion::Restored) => {
+                self.count(log, "restored");
+                tracing::warn!(
+                    "the in-flight idempotency record had vanished (store flushed, restarted or \
+                     failed over); the completed record was written anew"
+                );
+            }
+            Ok(Completion::Superseded) => {
+                self.count(log, "superseded");
+                tracing::warn!(
+                    "another request took this idempotency key while the operation ran; its \
+                     record stays"
+                );
+            }
+            Err(e) => {
+                // The record stays in flight until its TTL, so a retry meanwhile is 409, never
+                // a rerun.
+                self.count(log, "store_error");
+                tracing::warn!(error = %e, "could not store the idempotent response");
             }
         }
     }
@@ -427,6 +466,7 @@ mod tests {
                 ttl: Duration::from_secs(60),
                 in_flight_ttl: Duration::from_secs(10),
                 max_body: 1024,
+                wait_replicas: 0,
             }),
         };
         let calls = Arc::new(AtomicUsize::new(0));

@@ -63,15 +63,27 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// Extra command-line arguments (e.g. `--replicaof`).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// A replica of the server on `master_port` (for `WAIT`).
+    pub fn start_replica_of(master_port: u16) -> RedisServer {
+        Self::start_with(&["--replicaof", "127.0.0.1", &master_port.to_string()])
+    }
+
+    fn start_with(extra: &[&str]) -> RedisServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut r = RedisServer {
             port: free_port(),
             child: None,
             dir,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         };
         r.launch();
         r
@@ -93,6 +105,7 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
