@@ -361,7 +361,29 @@ impl Default for MemoryRecords {
     }
 }
 
+impl Shard {
+    /// Drops expired records and gives the memory back.
+    fn sweep(&mut self, now: Instant) {
+        self.map.retain(|_, r| r.expires > now);
+        if self.map.capacity() > 4 * self.map.len().max(64) {
+            self.map.shrink_to_fit();
+        }
+        self.next_sweep = Some(now + SWEEP_EVERY);
+    }
+}
+
 impl MemoryRecords {
+    /// The memory store's periodic sweep: expired records go even from shards nobody touches.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        for shard in self.shards.iter() {
+            shard
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .sweep(now);
+        }
+    }
+
     fn shard(&self, key: &RecordKey) -> std::sync::MutexGuard<'_, Shard> {
         let i = (self.hasher.hash_one(key.as_str()) % SHARDS as u64) as usize;
         self.shards[i]
@@ -379,8 +401,7 @@ impl MemoryRecords {
     ) -> Result<Acquire, StoreError> {
         let mut shard = self.shard(key);
         if shard.next_sweep.is_none_or(|t| now >= t) || shard.map.len() >= PER_SHARD {
-            shard.map.retain(|_, r| r.expires > now);
-            shard.next_sweep = Some(now + SWEEP_EVERY);
+            shard.sweep(now);
         }
         let shard_len = shard.map.len();
         let entry = match shard.map.entry(key.as_str().to_owned()) {

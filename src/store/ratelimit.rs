@@ -144,6 +144,8 @@ const SHARDS: usize = 64;
 /// is down. Sharded maps (a client touches one shard's lock, briefly, never across an await);
 /// full buckets are swept out as a shard grows, so idle clients cost nothing here either.
 pub struct MemoryBuckets {
+    /// Buckets one shard holds at most.
+    per_shard: usize,
     epoch: Instant,
     hasher: std::collections::hash_map::RandomState,
     shards: Box<[Mutex<Shard>]>,
@@ -155,21 +157,44 @@ struct Shard {
 }
 
 const MIN_SWEEP: usize = 1024;
+/// Buckets held at most (bounded by count as well as by time). Past it, one bucket is dropped to
+/// make room: that client starts again with a full bucket, which errs towards letting a request
+/// through rather than growing without bound under a flood of spoofed or rotating addresses.
+pub const MAX_MEMORY_BUCKETS: usize = 1 << 20;
 
 impl Default for MemoryBuckets {
     fn default() -> Self {
+        Self::with_capacity(MAX_MEMORY_BUCKETS)
+    }
+}
+
+impl MemoryBuckets {
+    /// Holds at most about `max` buckets (rounded to whole shards).
+    fn with_capacity(max: usize) -> Self {
+        let per_shard = (max / SHARDS).max(1);
         MemoryBuckets {
+            per_shard,
             epoch: Instant::now(),
             hasher: Default::default(),
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
                         tats: HashMap::new(),
-                        sweep_at: MIN_SWEEP,
+                        sweep_at: MIN_SWEEP.min(per_shard),
                     })
                 })
                 .collect(),
         }
+    }
+}
+
+impl Shard {
+    fn sweep(&mut self, now: u64, per_shard: usize) {
+        self.tats.retain(|_, tat| *tat > now);
+        if self.tats.capacity() > 4 * self.tats.len().max(MIN_SWEEP) {
+            self.tats.shrink_to_fit();
+        }
+        self.sweep_at = (self.tats.len() * 2).clamp(MIN_SWEEP.min(per_shard), per_shard);
     }
 }
 
@@ -191,13 +216,33 @@ impl MemoryBuckets {
         let tat = shard.tats.get(&client).copied().unwrap_or(0);
         let v = decide(tat, now, p);
         if v.allowed {
-            shard.tats.insert(client, v.tat);
-            if shard.tats.len() >= shard.sweep_at {
-                shard.tats.retain(|_, tat| *tat > now);
-                shard.sweep_at = (shard.tats.len() * 2).max(MIN_SWEEP);
+            if shard.tats.len() >= shard.sweep_at && !shard.tats.contains_key(&client) {
+                shard.sweep(now, self.per_shard);
+                if shard.tats.len() >= self.per_shard
+                    && let Some(victim) = shard.tats.keys().next().copied()
+                {
+                    shard.tats.remove(&victim);
+                }
             }
+            shard.tats.insert(client, v.tat);
         }
         v
+    }
+
+    /// Drops every full bucket (its TAT is in the past: the same as no bucket) and gives the
+    /// memory back. Run on growth and by the memory store's periodic sweep.
+    pub fn sweep(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX - 1) + 1;
+        self.sweep_at(now);
+    }
+
+    fn sweep_at(&self, now: u64) {
+        for shard in self.shards.iter() {
+            shard
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .sweep(now, self.per_shard);
+        }
     }
 
     #[cfg(test)]
@@ -341,6 +386,22 @@ mod tests {
             b.take_at(IpAddr::from(v6.to_be_bytes()), 100 * SEC, p);
         }
         assert!(b.len() < 3 * n as usize, "{}", b.len());
+        // Once every bucket is full again, a sweep leaves nothing behind.
+        b.sweep_at(1_000 * SEC);
+        assert_eq!(b.len(), 0);
+    }
+
+    #[test]
+    fn memory_buckets_are_bounded_by_count() {
+        let max = SHARDS * 64;
+        let b = MemoryBuckets::with_capacity(max);
+        let p = p(1.0, 5);
+        // Every bucket stays live (not full) for the whole test: only the cap bounds them.
+        for i in 0..(max * 4) as u32 {
+            b.take_at(IpAddr::from(i.to_be_bytes()), SEC, p);
+        }
+        assert!(b.len() <= max, "{}", b.len());
+        assert!(b.len() >= max / 2, "the cap is not a purge: {}", b.len());
     }
 
     #[test]
