@@ -178,6 +178,9 @@ impl Scanner {
                     let from = buf.len().saturating_sub(3);
                     buf.extend_from_slice(bytes);
                     match head_end(&buf[from..]) {
+                        // Too long whether it came in one read or many: the verdict must not
+                        // depend on where the reads happened to end.
+                        Some(end) if from + end > MAX_HEAD => self.lose(verdicts),
                         Some(end) => {
                             let end = from + end;
                             let rest = buf.len() - end;
@@ -685,6 +688,21 @@ mod proptests {
             let got = feed_cut(&input, &cuts);
             let k = reqs.len() as u64;
             prop_assert_eq!(got, Outcome { first_bad: k, heads: k + 1, lost: true });
+        }
+
+        /// Heads around the size limit: the verdict does not depend on where the reads end.
+        #[test]
+        fn heads_near_the_size_limit_give_the_whole_verdict(
+            pad in (MAX_HEAD - 40)..(MAX_HEAD + 40),
+            cuts in vec((MAX_HEAD - 40)..(MAX_HEAD + 80), 0..4),
+        ) {
+            let x = "a".repeat(pad);
+            let mut input = format!("GET / HTTP/1.1\r\nX: {x}\r\n\r\n").into_bytes();
+            input.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+            let whole = feed_cut(&input, &[]);
+            prop_assert_eq!(&feed_cut(&input, &cuts), &whole);
+            // 16 + 3 + 4 bytes around the padding: longer than the limit is refused.
+            prop_assert_eq!(whole.lost, pad + 23 > MAX_HEAD);
         }
     }
 }
