@@ -375,7 +375,7 @@ mod tests {
 
 /// Property tests (issue #15): `parse_traceparent` takes well-formed W3C values and nothing else.
 #[cfg(test)]
-mod proptests {
+pub(crate) mod proptests {
     #![allow(clippy::unwrap_used)]
     use proptest::prelude::*;
     use proptest::sample::{Index, select};
@@ -388,7 +388,7 @@ mod proptests {
 
     /// A well-formed value: any version but `ff` (a future version may carry more parts),
     /// non-zero lowercase ids, any flags.
-    fn well_formed() -> impl Strategy<Value = (String, u128)> {
+    pub(crate) fn well_formed() -> impl Strategy<Value = (String, u128)> {
         (
             0u8..0xff,
             1u128..,
@@ -489,7 +489,7 @@ mod proptests {
 
     /// Random bytes, or a well-formed value with up to three random bytes replaced, inserted
     /// or removed.
-    fn near_traceparents() -> impl Strategy<Value = Vec<u8>> {
+    pub(crate) fn near_traceparents() -> impl Strategy<Value = Vec<u8>> {
         let byte = prop_oneof![
             6 => select(b"0123456789abcdef-".to_vec()),
             1 => select(b"ABCDEFfg+ \t".to_vec()),
