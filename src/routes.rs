@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::middleware::auth::Caller;
+use crate::middleware::client_ip;
 use crate::middleware::context::RequestContext;
 use crate::state::AppState;
 use crate::telemetry::access::AccessLog;
@@ -84,11 +85,7 @@ pub async fn proxy_parts(
         .get::<RequestContext>()
         .ok_or(ApiError::Internal)?;
     let caller = parts.extensions.get::<Caller>();
-    let trusted_peer = state
-        .config
-        .trusted_proxies
-        .iter()
-        .any(|n| n.contains(&ctx.peer_ip));
+    let trusted_peer = client_ip::is_trusted_peer(ctx.peer_ip, &state.config.trusted_proxies);
     let access = parts.extensions.get::<AccessLog>();
     if let (Some(log), Some(c)) = (access, caller) {
         log.user(c.user_id());

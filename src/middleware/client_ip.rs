@@ -30,6 +30,12 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     client
 }
 
+/// Whether the socket peer is a trusted proxy (its `X-Forwarded-For` is kept and appended to).
+/// The same test as [`resolve`] makes, so the two can never disagree about a peer.
+pub fn is_trusted_peer(peer: IpAddr, trusted: &[IpNet]) -> bool {
+    is_trusted(canonical(peer), trusted)
+}
+
 /// The rate-limit identity of a client (SPEC §7, issue #4): an IPv4 address as it is, an IPv6
 /// address as its /64, since one subscriber is usually handed a whole /64 and could otherwise
 /// rotate through 2^64 fresh buckets.
@@ -41,7 +47,12 @@ pub fn bucket(ip: IpAddr) -> IpAddr {
 }
 
 fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
-    trusted.iter().any(|net| net.contains(&ip))
+    // Addresses are canonical (IPv4) here; a net written in IPv4-mapped form
+    // (`::ffff:10.0.0.0/104`) still covers the IPv4 addresses it names.
+    trusted.iter().any(|net| {
+        net.contains(&ip)
+            || matches!((ip, net), (IpAddr::V4(v4), IpNet::V6(n)) if n.contains(&v4.to_ipv6_mapped()))
+    })
 }
 
 /// IPv4-mapped IPv6 (`::ffff:1.2.3.4`) is the IPv4 client it carries.
@@ -357,7 +368,6 @@ mod proptests {
         /// A trusted proxy listed in IPv4-mapped form (`::ffff:10.0.0.0/104`) trusts what its
         /// IPv4 form (`10.0.0.0/8`) trusts.
         #[test]
-        #[ignore = "a mapped-form TRUSTED_PROXIES entry never matches (reported, issue 15)"]
         fn a_mapped_trusted_net_trusts_like_its_ipv4_form(
             net in (any::<u32>(), 0u8..=32)
                 .prop_map(|(a, p)| ipnet::Ipv4Net::new(Ipv4Addr::from(a), p).unwrap().trunc()),
