@@ -10,6 +10,7 @@ mod idempotency;
 mod listener;
 mod observability;
 mod openapi;
+mod outages;
 mod proxy;
 mod queue;
 mod ratelimit;
