@@ -191,7 +191,7 @@ impl MemoryBuckets {
 impl Shard {
     fn sweep(&mut self, now: u64, per_shard: usize) {
         self.tats.retain(|_, tat| *tat > now);
-        if self.tats.capacity() > 4 * self.tats.len().max(MIN_SWEEP) {
+        if self.tats.capacity() > 4 * self.tats.len().max(64) {
             self.tats.shrink_to_fit();
         }
         self.sweep_at = (self.tats.len() * 2).clamp(MIN_SWEEP.min(per_shard), per_shard);
