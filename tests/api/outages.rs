@@ -211,6 +211,9 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// Builds request `i` of a batch.
+type MakeRequest = Box<dyn Fn(usize) -> reqwest::RequestBuilder + Send + Sync>;
+
 /// Sends `n` requests, `concurrency` at a time, built by `make(i)`; returns how many succeeded.
 async fn fire<F>(n: usize, concurrency: usize, make: F) -> usize
 where
@@ -314,7 +317,7 @@ async fn a_churned_memory_store_returns_to_its_baseline() {
 
     // Writes first (idempotency records, rate-limit buckets), then waiting-room events, each
     // measured once it has expired, so a failure names the structure that kept its memory.
-    let phases: [(&str, Box<dyn Fn(usize) -> reqwest::RequestBuilder + Send + Sync>); 2] = [
+    let phases: [(&str, MakeRequest); 2] = [
         ("writes (keys and addresses)", Box::new(write(1 << 20))),
         ("one-person events", Box::new(join(1 << 21))),
     ];
