@@ -404,6 +404,9 @@ async fn refresh_loop(weak: Weak<Inner>) {
             let _ = done.changed().await;
         }
         let ok = inner.metrics.jwks_fetches.with_label_values(&["ok"]).get() > before;
+        // Verified tokens past their `exp` go with each refresh: the cache is bounded by count
+        // (CACHE_CAPACITY) and by time (exp + at most one JWT_CACHE_TTL).
+        inner.cache.sweep(unix_now());
         let wait = if ok && inner.keys.load().is_some() {
             backoff = BACKOFF_START;
             inner.cache_ttl
@@ -787,6 +790,15 @@ impl TokenCache {
         );
     }
 
+    /// Drops every token past its `exp` and gives the memory back.
+    fn sweep(&self, now: u64) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            shard.retain(|_, t| t.exp >= now);
+            shard.shrink_to_fit();
+        }
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.shards
@@ -1048,6 +1060,11 @@ mod tests {
         assert_eq!(cache.get(&[7; 32], NOW + 11, 1), None);
         assert_eq!(cache.get(&[7; 32], NOW, 2), None);
         assert_eq!(cache.get(&[8; 32], NOW, 1), None);
+        // A sweep keeps live tokens and drops expired ones.
+        cache.sweep(NOW + 5);
+        assert_eq!(cache.len(), 1);
+        cache.sweep(NOW + 11);
+        assert_eq!(cache.len(), 0);
     }
 
     #[test]
