@@ -1,11 +1,13 @@
 //! Logs, traces and metrics (issue #7).
 //! - `logs`: JSON lines on stdout, `LOG_LEVEL`; installs the one global subscriber.
 //! - `traces`: OpenTelemetry over OTLP gRPC: sampler, propagator, batch export, flush.
+//! - `trace_context`: the request's trace id, `traceparent` parsing, the task-local.
 //! - `access`: the per-request access line and the hook later layers report into.
 //! - `metrics`: the one Prometheus registry and every metric family the gateway exports.
 pub mod access;
 pub mod logs;
 pub mod metrics;
+pub mod trace_context;
 pub mod traces;
 
 pub use access::AccessLog;
