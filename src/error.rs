@@ -125,8 +125,12 @@ impl ApiError {
 /// Whole seconds, at least 1 (SPEC §4: `Retry-After` in whole seconds ≥ 1), rounded up so a
 /// retry after it is honest.
 pub fn retry_after_secs(d: Duration) -> u64 {
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    secs.max(1)
+    secs_ceil(d).max(1)
+}
+
+/// Whole seconds, rounded up (`RateLimit` `t=`, `X-RateLimit-Reset`).
+pub fn secs_ceil(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 impl IntoResponse for ApiError {
