@@ -4,7 +4,6 @@
 use super::{idempotency, queue, ratelimit};
 
 #[derive(Default)]
-#[allow(dead_code)] // each policy's state is read by that policy's file as it lands
 pub struct MemoryStore {
     pub(crate) ratelimit: ratelimit::MemoryBuckets,
     pub(crate) idempotency: idempotency::MemoryRecords,
