@@ -19,6 +19,7 @@ use crate::telemetry::traces;
 use crate::upstream::forward::upstream_headers;
 use crate::upstream::{Outbound, Upstream, UpstreamError};
 
+pub mod admin;
 pub mod health;
 pub mod payments;
 pub mod queue;

@@ -11,6 +11,7 @@ use crate::demo::DemoIssuer;
 use crate::jwt::JwtVerifier;
 use crate::middleware::{overload, ratelimit::Limiter};
 use crate::queue::EventLabels;
+use crate::queue::adaptive::ReservationHealth;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub in_flight: Arc<Semaphore>,
     /// Bounded `event` label values for the waiting-room metrics (event ids come from clients).
     pub queue_labels: EventLabels,
+    /// This replica's view of the reservation upstream, for adaptive admission (SPEC §5a).
+    pub reservation_health: Arc<ReservationHealth>,
     /// Set when shutdown begins: `/readyz` answers 503 from then on (SPEC §9).
     shutting_down: AtomicBool,
 }
@@ -78,6 +81,7 @@ impl AppState {
             store,
             metrics,
             queue_labels: EventLabels::default(),
+            reservation_health: Arc::new(ReservationHealth::default()),
             shutting_down: AtomicBool::new(false),
         })
     }

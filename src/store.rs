@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::config::RedisConfig;
 
+pub mod events;
 pub mod idempotency;
 pub mod memory;
 pub mod queue;
