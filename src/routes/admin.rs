@@ -35,7 +35,7 @@ pub async fn put_event(
     }
     let def = state
         .store
-        .event_put(event_id, &patch, state.config.queue.admission_rps)
+        .event_put(&plain_settings(&state), event_id, &patch)
         .await
         .map_err(|e| store_failed(&state, "event_put", e))?
         .map_err(|PutRefused::TooMany| ApiError::BadRequest("too many events defined"))?;

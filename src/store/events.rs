@@ -26,14 +26,15 @@ impl Store {
     /// Creates the event with the defaults or changes the fields `patch` sends.
     pub async fn event_put(
         &self,
+        s: &QueueSettings,
         event_id: &str,
         patch: &EventPatch,
-        default_rps: f64,
     ) -> Result<Result<EventDefinition, PutRefused>, StoreError> {
+        let default_rps = s.rate;
         match self {
             Store::Memory(m) => Ok(m
                 .queue
-                .put_definition(event_id, patch, default_rps)
+                .put_definition(s, event_id, patch, now_ms())
                 .ok_or(PutRefused::TooMany)),
             Store::Redis(r) => {
                 let tag = EventTag::of(event_id);
@@ -48,7 +49,7 @@ impl Store {
                     patch.state.is_some(),
                     patch.adaptive.is_some(),
                 ];
-                let mut inv = PUT.key(tag.key_prefix());
+                let mut inv = common(&PUT, &tag, s);
                 inv.arg(event_id).arg(default_rps.to_string());
                 for ((k, v), w) in fields.iter().zip(wanted) {
                     if w {
@@ -162,8 +163,12 @@ fn now_ms() -> u64 {
 
 const RESET: &str = include_str!("lua/event_reset.lua");
 
-static PUT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{RESET}\n{}", include_str!("lua/event_put.lua"))));
+static PUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{PRELUDE}\n{RESET}\n{}",
+        include_str!("lua/event_put.lua")
+    ))
+});
 static DELETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{RESET}\n{}",

@@ -197,7 +197,7 @@ local function pq_waiting()
 end
 
 local function fifo_waiting()
-  if last <= cur then return 0 end
+  if nopen < 0 or last <= cur then return 0 end
   return (last - cur) - departed(cur, fmt(last))
 end
 
