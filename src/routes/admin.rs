@@ -39,6 +39,7 @@ pub async fn put_event(
         .await
         .map_err(|e| store_failed(&state, "event_put", e))?
         .map_err(|PutRefused::TooMany| ApiError::BadRequest("too many events defined"))?;
+    state.queue_labels.add(event_id);
     tracing::info!(event.id = event_id, "event definition changed");
     Ok(Json(def.to_json()).into_response())
 }
@@ -85,6 +86,7 @@ pub async fn delete_event(
     if !existed {
         return Err(unknown());
     }
+    state.queue_labels.remove(event_id);
     tracing::info!(event.id = event_id, "event deleted");
     Ok(Json(json!({"event_id": event_id, "status": "deleted"})).into_response())
 }

@@ -344,6 +344,47 @@ async fn parse_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&bytes).map_err(|_| ApiError::BadRequest("malformed JSON body"))
 }
 
+/// At most every few seconds (in the background, off the request's path): re-reads the defined
+/// events and sets their gauges (SPEC §5a metrics), and drops the series of deleted ones.
+pub fn refresh_event_metrics(state: &SharedState) {
+    let now = crate::queue::events::unix_ms(std::time::SystemTime::now());
+    if !state.queue_labels.refresh_due(now) {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        let Ok(ids) = state.store.event_ids().await else {
+            return;
+        };
+        let m = &state.metrics;
+        for gone in state.queue_labels.set_defined(&ids) {
+            let _ = m.queue_waiting.remove_label_values(&[&gone]);
+            let _ = m.queue_prequeue.remove_label_values(&[&gone]);
+            let _ = m.queue_active.remove_label_values(&[&gone]);
+            let _ = m.queue_admitted.remove_label_values(&[&gone]);
+            let _ = m.queue_admission_factor.remove_label_values(&[&gone]);
+        }
+        let s = plain_settings(&state);
+        for id in ids.iter().take(crate::queue::labels::MAX_EVENT_LABELS) {
+            let Ok(Some((_, f))) = state.store.event_get(&s, id).await else {
+                continue;
+            };
+            let l = [id.as_str()];
+            m.queue_waiting.with_label_values(&l).set(f.waiting as i64);
+            m.queue_prequeue
+                .with_label_values(&l)
+                .set(f.prequeue as i64);
+            m.queue_active.with_label_values(&l).set(f.active as i64);
+            m.queue_admitted
+                .with_label_values(&l)
+                .set(f.admitted_total as i64);
+            m.queue_admission_factor
+                .with_label_values(&l)
+                .set(f.admission_factor);
+        }
+    });
+}
+
 /// The waiting room fails closed: without the store there is no fair order to keep.
 fn store_failed(state: &AppState, op: &str, e: StoreError) -> ApiError {
     state.metrics.store_errors.with_label_values(&[op]).inc();
@@ -351,16 +392,20 @@ fn store_failed(state: &AppState, op: &str, e: StoreError) -> ApiError {
     ApiError::UpstreamUnavailable("the waiting room is unavailable, retry shortly")
 }
 
-fn record(state: &AppState, stats: &QueueStats) {
+fn record(state: &SharedState, stats: &QueueStats) {
+    refresh_event_metrics(state);
     if stats.event_id.is_empty() {
         return;
     }
     let label = state.queue_labels.label(&stats.event_id);
-    state
-        .metrics
-        .queue_waiting
-        .with_label_values(&[label])
-        .set(stats.waiting as i64);
+    // `other` aggregates many events: a last-seen count of one of them would mislead.
+    if label != crate::queue::labels::OTHER {
+        state
+            .metrics
+            .queue_waiting
+            .with_label_values(&[label])
+            .set(stats.waiting as i64);
+    }
     if stats.expired > 0 {
         state
             .metrics

@@ -715,3 +715,74 @@ async fn polls_are_limited_per_waiting_token_not_per_address(b: Backend) {
     }
     assert!((10..=11).contains(&joined), "{joined}");
 }
+
+store_contract!(metrics_name_defined_events_and_fold_the_rest_into_other);
+
+async fn metrics_name_defined_events_and_fold_the_rest_into_other(b: Backend) {
+    let app = app(b, &[("QUEUE_ADMISSION_RPS", "0.01")]).await;
+    let opens = std::time::SystemTime::now() + Duration::from_secs(3600);
+    put(
+        &app,
+        "gig",
+        json!({"opens_at": humantime::format_rfc3339_seconds(opens).to_string(), "adaptive": true}),
+    )
+    .await;
+    for _ in 0..3 {
+        join(&app, "gig").await;
+    }
+    for ev in ["x1", "x2", "x3"] {
+        join(&app, ev).await;
+    }
+    // The gauges come from the store, re-read every 5 s by a queue call.
+    tokio::time::sleep(Duration::from_millis(5200)).await;
+    join(&app, "x1").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let metrics = loop {
+        let m = app.metrics_text().await;
+        if m.contains("queue_prequeue{event=\"gig\"} 3") || Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for want in [
+        "queue_prequeue{event=\"gig\"} 3",
+        "queue_active{event=\"gig\"} 0",
+        "queue_admitted{event=\"gig\"} 0",
+        "queue_admission_factor{event=\"gig\"} 1",
+        "queue_joins_total{event=\"gig\"} 3",
+        "queue_joins_total{event=\"other\"} 4",
+    ] {
+        assert!(metrics.contains(want), "{want} missing in {metrics}");
+    }
+    for ev in ["x1", "x2", "x3"] {
+        assert!(
+            !metrics.contains(&format!("event=\"{ev}\"")),
+            "{ev} labelled"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_the_definitions() {
+    let redis = tokio::task::spawn_blocking(crate::helpers::RedisServer::start)
+        .await
+        .unwrap();
+    let first = spawn_app_with(AppOptions::new(Backend::Redis).redis(redis.addr())).await;
+    let opens_at = "2031-06-01T18:00:00Z";
+    put(
+        &first,
+        "tour",
+        json!({"admission_rps": 12.5, "max_active": 300, "opens_at": opens_at, "state": "paused"}),
+    )
+    .await;
+    let token = join(&first, "tour").await;
+    first.shutdown().await;
+    let second = spawn_app_with(AppOptions::new(Backend::Redis).redis(redis.addr())).await;
+    let d = get(&second, "tour").await;
+    assert_eq!(d["admission_rps"], 12.5, "{d}");
+    assert_eq!(d["max_active"], 300);
+    assert_eq!(d["opens_at"], opens_at);
+    assert_eq!(d["state"], "paused");
+    assert_eq!(d["prequeue"], 1);
+    assert_eq!(status(&second, &token).await["status"], "prequeue");
+}
