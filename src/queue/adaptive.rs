@@ -61,9 +61,17 @@ impl Default for Factor {
 }
 
 /// The AIMD rule: one observation at `now`. Growth is rounded to 1e-9 so ten steps of 0.1 reach
-/// exactly 1 (the Lua twin rounds the same way).
+/// exactly 1 (the Lua twin rounds the same way). Growth steps keep a 5-s grid while they follow
+/// each other (the next one is due 5 s after the previous one was due, not after the report
+/// that happened to carry it), so reports once a second do not stretch "+0.1 per 5 s"; a
+/// decrease is stamped with its own time, so it comes at most once per 5 s of real time.
 pub fn step(f: Factor, h: Health, now: u64) -> Factor {
     let since_change = now.saturating_sub(f.changed_ms);
+    let stamp = if since_change < 2 * PERIOD_MS {
+        f.changed_ms + PERIOD_MS
+    } else {
+        now
+    };
     match h {
         Health::Unhealthy => {
             let mut next = Factor {
@@ -72,6 +80,7 @@ pub fn step(f: Factor, h: Health, now: u64) -> Factor {
             };
             if since_change >= PERIOD_MS && f.value > FLOOR {
                 next.value = (f.value * DECREASE).max(FLOOR);
+                // Strictly at most once per 5 s of real time.
                 next.changed_ms = now;
             }
             next
@@ -83,7 +92,7 @@ pub fn step(f: Factor, h: Health, now: u64) -> Factor {
             {
                 Factor {
                     value: (((f.value + INCREASE) * 1e9).round() / 1e9).min(1.0),
-                    changed_ms: now,
+                    changed_ms: stamp,
                     ..f
                 }
             } else {
@@ -283,6 +292,31 @@ mod tests {
         // From the floor to full in 9 periods: 45 s.
         assert!(t - 105_000 <= 9 * PERIOD_MS + 1_000, "{t}");
         assert_eq!(step(f, Health::Healthy, t + 10_000).value, 1.0);
+    }
+
+    #[test]
+    fn growth_keeps_a_five_second_grid_when_reports_come_late() {
+        let mut f = Factor {
+            value: 0.1,
+            changed_ms: 100_000,
+            unhealthy_ms: 0,
+        };
+        // Reports every 900 ms: a step comes at the first report after each 5-s mark and is
+        // stamped with the mark, so 5 steps take 25 s, not 5 × 5.4 s.
+        let mut changes = Vec::new();
+        for t in (100_900..=126_000).step_by(900) {
+            let before = f.value;
+            f = step(f, Health::Healthy, t);
+            if f.value != before {
+                changes.push((t, f.changed_ms));
+            }
+        }
+        let stamps: Vec<u64> = changes.iter().map(|c| c.1).collect();
+        assert_eq!(stamps, [105_000, 110_000, 115_000, 120_000, 125_000]);
+        // A decrease is stamped with its own time: the next one is 5 real seconds later.
+        let d = step(f, Health::Unhealthy, 131_300);
+        assert_eq!(d.changed_ms, 131_300);
+        assert_eq!(step(d, Health::Unhealthy, 136_000).value, d.value);
     }
 
     #[test]

@@ -786,3 +786,148 @@ async fn a_restart_keeps_the_definitions() {
     assert_eq!(d["prequeue"], 1);
     assert_eq!(status(&second, &token).await["status"], "prequeue");
 }
+
+store_contract!(adaptive_admission_follows_the_reservation_upstreams_health);
+
+async fn adaptive_admission_follows_the_reservation_upstreams_health(b: Backend) {
+    let app = app(b, &[]).await;
+    adaptive_run(&[&app]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_admission_is_shared_by_two_replicas() {
+    let a = app(Backend::Redis, &[]).await;
+    let addr = a.redis.as_ref().unwrap().addr();
+    let b = spawn_app_with(AppOptions::new(Backend::Redis).redis(addr)).await;
+    adaptive_run(&[&a, &b]).await;
+}
+
+/// Configured 20/s, adaptive. Creates flow at ~20/s over the replicas; the reservation mocks
+/// answer 503 until the measured admission rate is at most half the configured one (asserted
+/// within 15 s), then healthy again: back to the configured rate within 60 s.
+async fn adaptive_run(apps: &[&TestApp]) {
+    let rate = 20.0;
+    let first = apps[0];
+    put(
+        first,
+        "surge",
+        json!({"admission_rps": rate, "adaptive": true}),
+    )
+    .await;
+    let s = gateway_api::store::queue::QueueSettings::from(&first.state.config.queue);
+    let store = first.state.store.clone();
+    futures_util::stream::iter(0..2500)
+        .map(|_| {
+            let store = store.clone();
+            async move { store.queue_join(&s, "surge", None).await.unwrap() }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    let probe = join(first, "surge").await;
+
+    // Traffic: a create every 50 ms and a queue poll every 500 ms, round robin.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let stop = stop.clone();
+        let targets: Vec<(reqwest::Client, String, String)> = apps
+            .iter()
+            .map(|a| (a.client.clone(), a.url(""), a.bearer("buyer")))
+            .collect();
+        let probe = probe.clone();
+        tokio::spawn(async move {
+            let mut i = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (client, base, bearer) = &targets[i % targets.len()];
+                let _ = client
+                    .post(format!("{base}/api/v1/reservations/create"))
+                    .header("authorization", bearer)
+                    .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                    .json(&json!({"event_id": "surge", "seats": 1}))
+                    .send()
+                    .await;
+                if i.is_multiple_of(10) {
+                    let _ = client
+                        .get(format!("{base}/api/v1/queue/status?token={probe}"))
+                        .send()
+                        .await;
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    // Admissions per second over the last 3 s, from the store's admitted total.
+    let mut samples: std::collections::VecDeque<(Instant, u64)> = Default::default();
+    let sample = async |samples: &mut std::collections::VecDeque<(Instant, u64)>| {
+        let g = get(first, "surge").await;
+        let now = Instant::now();
+        samples.push_back((now, g["admitted_total"].as_u64().unwrap()));
+        while samples.len() > 1 && now - samples[0].0 > Duration::from_secs(3) {
+            samples.pop_front();
+        }
+        let (t0, n0) = samples[0];
+        let secs = (now - t0).as_secs_f64();
+        let r = if secs >= 2.5 {
+            (samples.back().unwrap().1 - n0) as f64 / secs
+        } else {
+            f64::NAN
+        };
+        (r, g["admission_factor"].as_f64().unwrap())
+    };
+    // Healthy: the configured rate.
+    let t = Instant::now();
+    let mut healthy_rate = f64::NAN;
+    while t.elapsed() < Duration::from_secs(4) {
+        healthy_rate = sample(&mut samples).await.0;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        (rate * 0.8..=rate * 1.2).contains(&healthy_rate),
+        "healthy: {healthy_rate}/s"
+    );
+    // Failing: within 15 s at most half the configured rate.
+    for a in apps {
+        a.reservation.set_status(503);
+    }
+    let failing = Instant::now();
+    samples.clear();
+    loop {
+        let (r, f) = sample(&mut samples).await;
+        if r <= rate * 0.5 {
+            eprintln!(
+                "503s: {r:.1}/s (factor {f}) after {:.1} s",
+                failing.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        assert!(
+            failing.elapsed() < Duration::from_secs(15),
+            "still {r}/s (factor {f}) 15 s after the upstream began failing"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Healthy again: the configured rate within 60 s.
+    for a in apps {
+        a.reservation.set_status(0);
+    }
+    let healed = Instant::now();
+    samples.clear();
+    loop {
+        let (r, f) = sample(&mut samples).await;
+        if f == 1.0 && r >= rate * 0.85 {
+            eprintln!(
+                "healthy again: {r:.1}/s (factor {f}) after {:.1} s",
+                healed.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        assert!(
+            healed.elapsed() < Duration::from_secs(60),
+            "only {r}/s (factor {f}) 60 s after the upstream recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = traffic.await;
+}

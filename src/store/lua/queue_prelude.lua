@@ -39,6 +39,9 @@ if def[5] == '1' then
   local fc = tonumber(def[7] or '0') or 0
   local fu = tonumber(def[8] or '0') or 0
   local changed = false
+  -- Growth keeps a 5-s grid while steps follow each other; a decrease is stamped now.
+  local stamp = now
+  if now - fc < 10000 then stamp = fc + 5000 end
   if obs == 'u' then
     fu = now
     changed = true
@@ -48,7 +51,7 @@ if def[5] == '1' then
     end
   elseif obs == 'h' and f < 1 and now - fc >= 5000 and now - fu >= 5000 then
     f = math.min(1, math.floor((f + 0.1) * 1e9 + 0.5) / 1e9)
-    fc = now
+    fc = stamp
     changed = true
   end
   if changed then redis.call('HSET', DEF, 'f', tostring(f), 'fc', fmt(fc), 'fu', fmt(fu)) end
