@@ -931,3 +931,30 @@ async fn adaptive_run(apps: &[&TestApp]) {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = traffic.await;
 }
+
+store_contract!(eta_uses_the_measured_rate_once_ten_were_admitted);
+
+async fn eta_uses_the_measured_rate_once_ten_were_admitted(b: Backend) {
+    let app = app(b, &[]).await;
+    // Configured 20/s, but a cap of 10 that nobody frees: after ten admissions the measured
+    // rate falls while the configured one stays 20/s.
+    put(&app, "slow", json!({"admission_rps": 20, "max_active": 10})).await;
+    let mut tokens = Vec::new();
+    for _ in 0..40 {
+        tokens.push(join(&app, "slow").await);
+    }
+    // Before ten admissions: the configured rate (29 ahead / 20 per s → 2 s).
+    let s = status(&app, &tokens[39]).await;
+    assert_eq!(s["eta_sec"], 2, "{s}");
+    assert_eq!(s["poll_after_sec"], 1, "{s}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let g = get(&app, "slow").await;
+    assert_eq!(g["admitted_total"], 10, "{g}");
+    let measured = g["admission_rate_measured"].as_f64().unwrap();
+    assert!(measured > 0.5 && measured < 10.0, "{g}");
+    // 29 ahead at the measured rate (about 10 in 3 s): several times the configured eta.
+    let s = status(&app, &tokens[39]).await;
+    assert_eq!(s["position"], 30, "{s}");
+    let eta = s["eta_sec"].as_u64().unwrap();
+    assert!(eta >= 6, "eta {eta} s: still the configured rate? {s} {g}");
+}

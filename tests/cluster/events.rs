@@ -290,3 +290,109 @@ async fn max_active_holds_over_three_replicas_and_resumes_as_sessions_end() {
     }
     assert_eq!(max_seen, cap);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_admission_follows_upstream_health_over_three_replicas() {
+    let _serial = SERIAL.lock().await;
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let r = Replicas::start(3, &cluster, ENV).await;
+    let rate = 20.0;
+    put(
+        &r,
+        0,
+        "surge",
+        json!({"admission_rps": rate, "adaptive": true}),
+    )
+    .await;
+    let r = &r;
+    let tokens: Vec<Value> = futures_util::stream::iter(0..2000)
+        .map(|i| join(r, i, "surge"))
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let probe = token(&tokens[tokens.len() - 1]);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let bearer = r.bearer("buyer");
+    // Creates at ~20/s and a queue poll every 500 ms, round robin over the replicas.
+    let traffic = async {
+        let mut i = 0usize;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = r
+                .client
+                .post(r.url(i, "/api/v1/reservations/create"))
+                .header("authorization", &bearer)
+                .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                .json(&json!({"event_id": "surge", "seats": 1}))
+                .send()
+                .await;
+            if i.is_multiple_of(10) {
+                let _ = r
+                    .client
+                    .get(r.url(i, &format!("/api/v1/queue/status?token={probe}")))
+                    .send()
+                    .await;
+            }
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let check = async {
+        // Admissions per second over the last 3 s, from the store's admitted total.
+        let mut samples: std::collections::VecDeque<(Instant, u64)> = Default::default();
+        let mut sample = async || {
+            let g = get(r, 1, "surge").await;
+            let now = Instant::now();
+            samples.push_back((now, g["admitted_total"].as_u64().unwrap()));
+            while samples.len() > 1 && now - samples[0].0 > Duration::from_secs(3) {
+                samples.pop_front();
+            }
+            let (t0, n0) = samples[0];
+            let secs = (now - t0).as_secs_f64();
+            let measured = if secs >= 2.5 {
+                (samples.back().unwrap().1 - n0) as f64 / secs
+            } else {
+                f64::NAN
+            };
+            (measured, g["admission_factor"].as_f64().unwrap())
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        r.reservation.set_status(503);
+        let failing = Instant::now();
+        loop {
+            let (m, f) = sample().await;
+            if m <= rate * 0.5 {
+                eprintln!(
+                    "cluster, 503s: {m:.1}/s (factor {f}) after {:.1} s",
+                    failing.elapsed().as_secs_f64()
+                );
+                break;
+            }
+            assert!(
+                failing.elapsed() < Duration::from_secs(15),
+                "{m}/s, factor {f}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        r.reservation.set_status(0);
+        let healed = Instant::now();
+        loop {
+            let (m, f) = sample().await;
+            if f == 1.0 && m >= rate * 0.85 {
+                eprintln!(
+                    "cluster, healthy: {m:.1}/s after {:.1} s",
+                    healed.elapsed().as_secs_f64()
+                );
+                break;
+            }
+            assert!(
+                healed.elapsed() < Duration::from_secs(60),
+                "{m}/s, factor {f}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    tokio::join!(traffic, check);
+}
