@@ -947,7 +947,11 @@ async fn eta_uses_the_measured_rate_once_ten_were_admitted(b: Backend) {
     let s = status(&app, &tokens[39]).await;
     assert_eq!(s["eta_sec"], 2, "{s}");
     assert_eq!(s["poll_after_sec"], 1, "{s}");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Fans keep polling (admission is evaluated on each call).
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        status(&app, &tokens[39]).await;
+    }
     let g = get(&app, "slow").await;
     assert_eq!(g["admitted_total"], 10, "{g}");
     let measured = g["admission_rate_measured"].as_f64().unwrap();

@@ -25,6 +25,8 @@ elseif found == 'live' then
     local bk = blockkey(seq)
     redis.call('HSET', bk, fmt(seq), ARGV[7] .. '|!' .. fmt(exp) .. '|' .. digest .. '|' .. ARGV[9])
     redis.call('PEXPIRE', bk, keep)
+    -- Ended sessions leave the set here too (one trim per grant keeps it at the live ones).
+    redis.call('ZREMRANGEBYSCORE', A, '-inf', fmt(now))
     redis.call('ZADD', A, exp, fmt(seq))
     redis.call('SET', P .. ':r:' .. ARGV[9], '0|' .. digest .. '|' .. fmt(seq) .. '|' .. fmt(epoch),
       'PX', ARGV[10])
