@@ -707,6 +707,35 @@ mod tests {
     }
 
     #[test]
+    fn waiting_room_operator_settings_default_and_fail_loudly() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.queue.admin_scope, "gateway:admin");
+        assert!(c.queue.events_open);
+        assert_eq!(c.queue.adaptive_max_errors, 0.05);
+        assert_eq!(c.queue.adaptive_p99, Duration::from_secs(1));
+        let c = cfg(&[
+            ("ADMIN_SCOPE", "tickets:ops"),
+            ("QUEUE_EVENTS_OPEN", "false"),
+            ("QUEUE_ADAPTIVE_MAX_ERRORS", "0.2"),
+            ("QUEUE_ADAPTIVE_P99", "750ms"),
+        ])
+        .unwrap();
+        assert_eq!(c.queue.admin_scope, "tickets:ops");
+        assert!(!c.queue.events_open);
+        assert_eq!(c.queue.adaptive_max_errors, 0.2);
+        assert_eq!(c.queue.adaptive_p99, Duration::from_millis(750));
+        for (k, v) in [
+            ("ADMIN_SCOPE", "two scopes"),
+            ("QUEUE_EVENTS_OPEN", "maybe"),
+            ("QUEUE_ADAPTIVE_MAX_ERRORS", "1.5"),
+            ("QUEUE_ADAPTIVE_P99", "fast"),
+        ] {
+            let err = cfg(&[(k, v)]).unwrap_err().to_string();
+            assert!(err.contains(k), "{k}: {err}");
+        }
+    }
+
+    #[test]
     fn a_bad_duration_names_the_variable_and_the_form() {
         let err = cfg(&[("UPSTREAM_PAYMENT_TIMEOUT", "4O0ms")])
             .unwrap_err()

@@ -8,7 +8,10 @@
 //! 3. Routing: unknown path → 404, wrong method → 405 (both JSON). Health, readiness, version and
 //!    metrics (and the OpenAPI document) are answered without any policy.
 //! 4. `/api` route layers, cheapest refusal first: overload shedding and the per-client rate limit
-//!    (issue #4), then authentication (issue #3), then idempotency on writes (issue #5).
+//!    (issue #4), then authentication (issue #3), then idempotency on writes (issue #5). Queue
+//!    `status` and `leave` are only shed: the store limits them per waiting token (SPEC §5).
+//!    `/admin/v1` needs a verified token with the admin scope and is neither limited nor shed
+//!    (SPEC §5a).
 //! 5. The handler validates ids, maps the path and forwards (`routes.rs`, `upstream.rs`).
 use std::sync::Arc;
 
