@@ -316,13 +316,22 @@ local function position(seq)
   return pq_waiting() + seq - cur - departed(cur, '(' .. fmt(seq))
 end
 
+-- Writes back only the meta fields this call changed (most calls change two or three).
+local FIELDS = {'n', 'c', 'a', 'at', 'h', 'hl', 'b', 'g', 'no', 'pc', 'rd', 'tot', 'wb',
+  'w0', 'w1', 'w2', 'w3', 'w4', 'w5', 'fa'}
 local function save()
   roll()
-  redis.call('HSET', M, 'n', fmt(last), 'c', fmt(cur), 'a', tostring(credit), 'at', fmt(at),
-    'h', fmt(hb), 'hl', fmt(hl), 'b', fmt(base), 'g', fmt(epoch), 'no', fmt(nopen),
-    'pc', fmt(pc), 'rd', fmt(ready), 'tot', fmt(total), 'wb', fmt(wb), 'w0', fmt(win[0]),
-    'w1', fmt(win[1]), 'w2', fmt(win[2]), 'w3', fmt(win[3]), 'w4', fmt(win[4]),
-    'w5', fmt(win[5]), 'fa', fmt(fa))
+  local vals = {fmt(last), fmt(cur), tostring(credit), fmt(at), fmt(hb), fmt(hl), fmt(base),
+    fmt(epoch), fmt(nopen), fmt(pc), fmt(ready), fmt(total), fmt(wb), fmt(win[0]), fmt(win[1]),
+    fmt(win[2]), fmt(win[3]), fmt(win[4]), fmt(win[5]), fmt(fa)}
+  local args = {}
+  for i = 1, #FIELDS do
+    if meta[i + 1] ~= vals[i] then
+      args[#args + 1] = FIELDS[i]
+      args[#args + 1] = vals[i]
+    end
+  end
+  if #args > 0 then redis.call('HSET', M, unpack(args)) end
   redis.call('PEXPIRE', M, keep)
   redis.call('PEXPIRE', D, keep)
   redis.call('PEXPIRE', Q, keep)
