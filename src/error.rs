@@ -51,6 +51,12 @@ pub enum ApiError {
     /// 431: the request head is over the limit (SPEC §4).
     #[error("request header fields too large")]
     HeadersTooLarge,
+    /// 404: an event no operator defined (SPEC §5a).
+    #[error("{0}")]
+    EventNotFound(&'static str),
+    /// 410: the event is closed (SPEC §5a).
+    #[error("the event is closed")]
+    EventClosed,
 }
 
 /// Why a bearer token was refused. Only `Missing` changes what the client sees (no `error=` in
@@ -95,6 +101,8 @@ impl ApiError {
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::EventNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::EventClosed => StatusCode::GONE,
         }
     }
 
@@ -118,6 +126,8 @@ impl ApiError {
             ApiError::UpstreamUnavailable(_) => "UPSTREAM_UNAVAILABLE",
             ApiError::Overloaded => "OVERLOADED",
             ApiError::UpstreamTimeout => "UPSTREAM_TIMEOUT",
+            ApiError::EventNotFound(_) => "EVENT_NOT_FOUND",
+            ApiError::EventClosed => "EVENT_CLOSED",
         }
     }
 }

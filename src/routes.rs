@@ -16,6 +16,7 @@ use crate::state::AppState;
 use crate::telemetry::access::AccessLog;
 use crate::upstream::{Forward, Incoming, Upstream};
 
+pub mod admin;
 pub mod demo;
 pub mod health;
 pub mod payments;

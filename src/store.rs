@@ -13,6 +13,7 @@ use crate::config::RedisConfig;
 /// How often the memory store drops what has expired (see [`Store::start_maintenance`]).
 const MEMORY_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
+pub mod events;
 pub mod health;
 pub mod idempotency;
 pub mod memory;

@@ -6,6 +6,7 @@ mod helpers;
 
 mod auth;
 mod demo;
+mod events;
 mod idempotency;
 mod listener;
 mod observability;
