@@ -68,7 +68,7 @@ impl Store {
     /// expired (full rate-limit buckets, expired idempotency records, idle waiting rooms) and
     /// gives the memory back, traffic or not. It ends when the store is dropped. Redis expires
     /// its own keys.
-    pub fn start_maintenance(&self) {
+    pub fn start_maintenance(&self, queue: queue::QueueSettings) {
         let Store::Memory(m) = self else { return };
         let weak = Arc::downgrade(m);
         tokio::spawn(async move {
@@ -77,7 +77,7 @@ impl Store {
             loop {
                 every.tick().await;
                 let Some(m) = weak.upgrade() else { return };
-                m.sweep();
+                m.sweep(&queue);
             }
         });
     }

@@ -15,9 +15,11 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// Drops what has expired in every policy's state and gives the memory back.
-    pub fn sweep(&self) {
+    /// Drops what has expired in every policy's state and gives the memory back; `queue` says
+    /// when a waiting-room place expires.
+    pub fn sweep(&self, queue: &queue::QueueSettings) {
         self.ratelimit.sweep();
         self.idempotency.sweep();
+        self.queue.sweep(queue);
     }
 }

@@ -827,6 +827,20 @@ impl MemoryQueues {
         }
     }
 
+    /// The memory store's periodic sweep: idle events go even when no request comes to drop
+    /// them, and the maps give their memory back.
+    pub fn sweep(&self, s: &QueueSettings) {
+        let now = now_ms();
+        self.last_idle_sweep.store(now, Ordering::Relaxed);
+        self.drop_idle(s, now);
+        for shard in &self.shards {
+            let mut map = shard.write().unwrap_or_else(|e| e.into_inner());
+            if map.capacity() > 4 * map.len().max(16) {
+                map.shrink_to_fit();
+            }
+        }
+    }
+
     fn drop_idle(&self, s: &QueueSettings, now: u64) {
         for shard in &self.shards {
             let mut map = shard.write().unwrap_or_else(|e| e.into_inner());
