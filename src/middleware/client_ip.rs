@@ -248,8 +248,16 @@ mod proptests {
         h
     }
 
+    /// A net covers an address in either of its forms: a trusted net written in IPv4-mapped
+    /// form (`::ffff:10.0.0.0/104`) covers the IPv4 addresses it names.
     fn is_in(ip: IpAddr, trusted: &[IpNet]) -> bool {
-        trusted.iter().any(|n| n.contains(&ip))
+        let mapped = match ip {
+            IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
+            v6 => v6,
+        };
+        trusted
+            .iter()
+            .any(|n| n.contains(&ip) || n.contains(&mapped))
     }
 
     /// SPEC §7, read directly: the peer unless trusted; then, across every value in order,

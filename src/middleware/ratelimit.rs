@@ -91,28 +91,24 @@ impl Limiter {
     /// Takes a token for `client` (already the client of SPEC §7: peer or trusted hop).
     pub async fn check(&self, client: IpAddr) -> (Verdict, Source) {
         let client = client_ip::bucket(client);
-        let (verdict, source) = match &self.store {
-            Store::Memory(m) => (m.ratelimit.take(client, self.params), Source::Store),
-            Store::Redis(redis) => {
-                if self.fallback.load(Ordering::Acquire) && !self.claim_probe() {
+        // While the store is down, local buckets; one request at a time probes the store.
+        let (verdict, source) = if self.fallback.load(Ordering::Acquire) && !self.claim_probe() {
+            (self.local.take(client, self.params), Source::Fallback)
+        } else {
+            let started = Instant::now();
+            let result = buckets::take(&self.store, client, self.params).await;
+            self.metrics
+                .store_duration
+                .with_label_values(&["ratelimit"])
+                .observe(started.elapsed().as_secs_f64());
+            match result {
+                Ok(v) => {
+                    self.store_ok();
+                    (v, Source::Store)
+                }
+                Err(e) => {
+                    self.store_failed(&e);
                     (self.local.take(client, self.params), Source::Fallback)
-                } else {
-                    let started = Instant::now();
-                    let result = buckets::take_redis(redis, client, self.params).await;
-                    self.metrics
-                        .store_duration
-                        .with_label_values(&["ratelimit"])
-                        .observe(started.elapsed().as_secs_f64());
-                    match result {
-                        Ok(v) => {
-                            self.store_ok();
-                            (v, Source::Store)
-                        }
-                        Err(e) => {
-                            self.store_failed(&e);
-                            (self.local.take(client, self.params), Source::Fallback)
-                        }
-                    }
                 }
             }
         };

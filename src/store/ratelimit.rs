@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{RedisStore, StoreError};
+use super::{RedisStore, Store, StoreError};
 
 /// The bucket's shape: one token every `interval_us`, at most `burst` stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,12 +93,16 @@ const SCRIPT: &str = include_str!("lua/ratelimit.lua");
 
 static REDIS_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SCRIPT));
 
+/// Takes a token from `client`'s shared bucket: one round trip (or none, in memory).
+pub async fn take(store: &Store, client: IpAddr, p: Params) -> Result<Verdict, StoreError> {
+    match store {
+        Store::Memory(m) => Ok(m.ratelimit.take(client, p)),
+        Store::Redis(r) => take_redis(r, client, p).await,
+    }
+}
+
 /// One EVALSHA: take a token from `client`'s shared bucket.
-pub async fn take_redis(
-    redis: &RedisStore,
-    client: IpAddr,
-    p: Params,
-) -> Result<Verdict, StoreError> {
+async fn take_redis(redis: &RedisStore, client: IpAddr, p: Params) -> Result<Verdict, StoreError> {
     let mut inv = REDIS_SCRIPT.key(key(client));
     inv.arg(p.interval_us).arg(p.burst);
     let reply: Vec<i64> = redis.eval(&inv).await?;
