@@ -2,6 +2,8 @@
 //!
 //! Map of the crate (the life of a request is told in `router.rs`):
 //! - `app`: binds the listener, serves, shuts down gracefully.
+//! - `build_info`: version, git sha and build time baked in by `build.rs`.
+//! - `cli`: the `gateway` command line (clap): flags, `--help` with every variable.
 //! - `config`: typed, validated environment (SPEC §8).
 //! - `error`: `ApiError`, the one JSON error shape (SPEC §4).
 //! - `state`: `AppState`, built once and shared.
@@ -17,6 +19,8 @@
 //! - `demo`: `--demo`, the whole stack in one process.
 //! - `openapi`: the OpenAPI 3.1 document of every public route, served at `/openapi.json`.
 pub mod app;
+pub mod build_info;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
