@@ -30,6 +30,7 @@ use crate::middleware::idempotency::IdempotencyLayer;
 use crate::middleware::overload::OverloadLayer;
 use crate::middleware::ratelimit::RateLimitLayer;
 use crate::openapi;
+use crate::openapi::docs;
 use crate::routes::{health, payments, queue, reservations};
 use crate::state::AppState;
 
@@ -103,6 +104,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/version", get(health::version))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::serve))
+        // Swagger UI over /openapi.json, assets compiled in (works offline).
+        .route("/docs", get(docs::redirect))
+        .route("/docs/", get(docs::page))
+        .route("/docs/{*rest}", get(docs::asset))
         .merge(api)
         // `--demo` only (absent otherwise, so 404): mint a token for the dev key.
         .merge(demo::routes(state.demo.is_some()))

@@ -20,6 +20,7 @@ use crate::upstream::forward::upstream_headers;
 use crate::upstream::{Outbound, Upstream, UpstreamError};
 
 pub mod health;
+pub mod input;
 pub mod payments;
 pub mod queue;
 pub mod reservations;

@@ -3,15 +3,14 @@
 //! store call, map the outcome to JSON or an `ApiError`, count it. The rules live in `queue/`
 //! and `store/queue.rs`.
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{SharedState, read_body, valid_id};
+use super::{SharedState, input, read_body, valid_id};
 use crate::error::ApiError;
 use crate::middleware::auth::Caller;
 use crate::queue::{Identity, ReservationToken, WaitingToken, eta_secs};
@@ -72,9 +71,10 @@ pub async fn join(State(state): State<SharedState>, req: Request) -> Result<Resp
 /// `GET /api/v1/queue/status?token=` → 200 waiting | ready | expired.
 pub async fn status(
     State(state): State<SharedState>,
-    query: Result<Query<TokenQuery>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let token = waiting_token(&query?.token)?;
+    let q: TokenQuery = input::query(query.as_deref())?;
+    let token = waiting_token(&q.token)?;
     let s = settings(&state);
     let (place, stats) = state
         .store
@@ -142,9 +142,10 @@ pub async fn enter(State(state): State<SharedState>, req: Request) -> Result<Res
 /// `DELETE /api/v1/queue/leave?token=` → 200 `{"status":"left"}` (also for unknown tokens).
 pub async fn leave(
     State(state): State<SharedState>,
-    query: Result<Query<TokenQuery>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let token = waiting_token(&query?.token)?;
+    let q: TokenQuery = input::query(query.as_deref())?;
+    let token = waiting_token(&q.token)?;
     let stats = state
         .store
         .queue_leave(&settings(&state), &token)
@@ -175,11 +176,11 @@ pub async fn claim_admission(
     parts: &Parts,
     body: &[u8],
 ) -> Result<AdmissionClaim, ApiError> {
-    let fields: CreateFields =
-        serde_json::from_slice(body).map_err(|_| ApiError::BadRequest("malformed JSON body"))?;
+    let fields: CreateFields = input::json(body)?;
     let event_id = match &fields.event_id {
         Some(serde_json::Value::String(e)) => valid_id(e)?.to_owned(),
-        _ => return Err(ApiError::BadRequest("event_id is required")),
+        Some(_) => return Err(ApiError::BadRequest("event_id: expected a string")),
+        None => return Err(ApiError::BadRequest("event_id: missing field")),
     };
     let header = parts
         .headers
@@ -256,7 +257,7 @@ async fn parse_json<T: serde::de::DeserializeOwned>(
     body: axum::body::Body,
 ) -> Result<T, ApiError> {
     let bytes = read_body(body, state.config.max_body_size).await?;
-    serde_json::from_slice(&bytes).map_err(|_| ApiError::BadRequest("malformed JSON body"))
+    input::json(&bytes)
 }
 
 /// The waiting room fails closed: without the store there is no fair order to keep.
