@@ -3,8 +3,8 @@
 //! (`VERGEN_GIT_SHA`, `VERGEN_GIT_DIRTY`, `VERGEN_BUILD_TIMESTAMP`; read by `src/build_info.rs`).
 //!
 //! - Without `.git` (the Docker build context), set `VERGEN_GIT_SHA` (and `VERGEN_GIT_DIRTY`) in
-//!   the environment: vergen takes them as they are. Without either, the values say
-//!   `VERGEN_IDEMPOTENT_OUTPUT` and cargo prints a warning.
+//!   the environment: vergen takes them as they are. Without either, the binary says `unknown`
+//!   and cargo prints a warning.
 //! - `SOURCE_DATE_EPOCH` fixes the build time (reproducible builds).
 //! - Lists the crate's module paths for `LOG_LEVEL`'s target check (`config.rs`).
 //! - Reruns when HEAD or the branch it points at moves (a commit, a checkout; also in a git

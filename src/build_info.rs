@@ -4,13 +4,20 @@
 
 /// The crate version (`Cargo.toml`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// The full sha of the commit the binary was built from (`VERGEN_IDEMPOTENT_OUTPUT` when it was
-/// built without git and without `VERGEN_GIT_SHA`).
-pub const GIT_SHA: &str = env!("VERGEN_GIT_SHA");
+/// The full sha of the commit the binary was built from (`unknown` when it was built without git
+/// and without `VERGEN_GIT_SHA`).
+pub const GIT_SHA: &str = or_unknown(option_env!("VERGEN_GIT_SHA"));
 /// `"true"` when the working tree had uncommitted changes to tracked files at build time.
-const GIT_DIRTY: &str = env!("VERGEN_GIT_DIRTY");
+const GIT_DIRTY: &str = or_unknown(option_env!("VERGEN_GIT_DIRTY"));
 /// RFC 3339 UTC build time (`SOURCE_DATE_EPOCH` when set).
-pub const BUILD_TIMESTAMP: &str = env!("VERGEN_BUILD_TIMESTAMP");
+pub const BUILD_TIMESTAMP: &str = or_unknown(option_env!("VERGEN_BUILD_TIMESTAMP"));
+
+const fn or_unknown(v: Option<&'static str>) -> &'static str {
+    match v {
+        Some(v) => v,
+        None => "unknown",
+    }
+}
 
 /// Whether the binary was built from a tree with uncommitted changes.
 pub fn git_dirty() -> bool {
