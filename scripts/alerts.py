@@ -69,7 +69,8 @@ def promtool_tests(out):
 
 
 def one_line(s):
-    return " ".join(str(s).split()).replace("|", "\\|")
+    s = re.sub(r"\{\{\s*\$labels\.(\w+)\s*\}\}", r"{\1}", str(s))
+    return " ".join(s.split()).replace("|", "\\|")
 
 
 def table():

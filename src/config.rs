@@ -773,7 +773,13 @@ fn parse_log_level(s: &str) -> Result<String, ConfigError> {
         }
         let target = lhs.split('[').next().unwrap_or_default();
         if !target.is_empty() && !known_log_target(target) {
-            let hint = closest(target, LEVELS.iter().copied())
+            // `warning` → `warn`, `err` → `error`, `debgu` → `debug`.
+            let lower = target.to_ascii_lowercase();
+            let hint = LEVELS
+                .iter()
+                .copied()
+                .find(|l| lower.starts_with(l) || l.starts_with(lower.as_str()))
+                .or_else(|| closest(target, LEVELS.iter().copied(), 2))
                 .map(|l| format!(", did you mean {l:?}?"))
                 .unwrap_or_default();
             return Err(reject(format!(
@@ -1196,10 +1202,12 @@ fn unknown_variables<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
     unknown.sort_unstable();
     unknown
         .into_iter()
-        .map(|n| match closest(n, VARIABLES.iter().map(|v| v.name)) {
-            Some(known) => format!("unknown variable {n} ignored; did you mean {known}?"),
-            None => format!("unknown variable {n} ignored"),
-        })
+        .map(
+            |n| match closest(n, VARIABLES.iter().map(|v| v.name), n.len().div_ceil(2)) {
+                Some(known) => format!("unknown variable {n} ignored; did you mean {known}?"),
+                None => format!("unknown variable {n} ignored"),
+            },
+        )
         .collect()
 }
 
@@ -1216,13 +1224,17 @@ fn is_service_link(name: &str) -> bool {
         })
 }
 
-/// The candidate nearest to `word` by edit distance (case-insensitive), if any is near enough
-/// to be a plausible typo (at most half the word's length).
-fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+/// The candidate nearest to `word` by edit distance (case-insensitive), if any is within `max`
+/// edits (a plausible typo).
+fn closest<'a>(
+    word: &str,
+    candidates: impl Iterator<Item = &'a str>,
+    max: usize,
+) -> Option<&'a str> {
     let word = word.to_ascii_lowercase();
     candidates
         .map(|c| (edit_distance(&word, &c.to_ascii_lowercase()), c))
-        .filter(|(d, _)| *d <= word.len().div_ceil(2))
+        .filter(|(d, _)| *d <= max)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
