@@ -178,3 +178,53 @@ async fn a_second_signal_ends_the_drain_at_once() {
         sent.elapsed()
     );
 }
+
+/// Runs the gateway for 2 s (then SIGINT), on a pseudo-terminal when `tty`, and returns what it
+/// printed.
+fn two_seconds_of_logs(tty: bool) -> String {
+    let gateway = env!("CARGO_BIN_EXE_gateway");
+    let port = crate::helpers::free_port().to_string();
+    let run = format!("timeout -s INT 2 {gateway}");
+    let mut cmd = if tty {
+        // util-linux `script` gives the child a terminal as stdout, as a person's shell does.
+        let mut c = Command::new("script");
+        c.args(["-qefc", &run, "/dev/null"]);
+        c
+    } else {
+        let mut c = Command::new("sh");
+        c.args(["-c", &run]);
+        c
+    };
+    let out = cmd
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("PORT", port)
+        .env("JWT_SKIP_VERIFY", "true")
+        .env("SHUTDOWN_DELAY", "0s")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    text(&out.stdout)
+}
+
+#[test]
+fn logs_are_text_on_a_terminal_and_json_lines_in_a_pipe() {
+    let on_tty = two_seconds_of_logs(true);
+    let line = on_tty
+        .lines()
+        .find(|l| l.contains("REDIS_ADDR is unset"))
+        .unwrap_or_else(|| panic!("no start-up warning on the terminal:\n{on_tty}"));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(
+        !line.trim_start().starts_with('{'),
+        "JSON on a terminal: {line}"
+    );
+
+    let piped = two_seconds_of_logs(false);
+    let line = piped
+        .lines()
+        .find(|l| l.contains("REDIS_ADDR is unset"))
+        .unwrap_or_else(|| panic!("no start-up warning in the pipe:\n{piped}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["level"], "WARN");
+}

@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod demo;
 mod idempotency;
+mod input;
 mod listener;
 mod observability;
 mod openapi;
