@@ -3,8 +3,8 @@
 # engine needed.
 #  1. docker-compose.yml parses (`docker-compose config`, Debian's docker-compose package).
 #  2. The Dockerfile's dependency layer: `cargo chef prepare` (the same cargo-chef version the
-#     Dockerfile installs) computes the recipe from this tree, and the recipe names the binaries
-#     the image builds.
+#     Dockerfile installs) computes the recipe from this tree, `cargo chef cook --check` builds
+#     the skeleton from the recipe alone, and the recipe names the binaries the image builds.
 #  3. The OpenAPI document, dumped from the code (`gateway --print-openapi`), is valid OpenAPI 3.1
 #     (openapi-spec-validator).
 #  4. The Kubernetes manifests, as `kubectl apply -k` renders them (`kubectl kustomize`, base and
@@ -59,6 +59,13 @@ if [ "$(cargo chef --version 2>/dev/null | awk '{print $2}')" != "$chef_version"
   cargo install -q cargo-chef --locked --version "$chef_version"
 fi
 cargo chef prepare --recipe-path target/recipe.json
+# The Dockerfile's `cargo chef cook`, in check mode, on the recipe alone (a directory with nothing
+# else, as in the builder stage): the skeleton it makes from the recipe must build.
+cook="$(mktemp -d)"
+trap 'rm -rf "$cook"' EXIT
+cp target/recipe.json "$cook/"
+(cd "$cook" && CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$OLDPWD/target}" \
+  cargo chef cook --check --locked --recipe-path recipe.json --bin gateway --bin mock-upstream 2>&1 | tail -1)
 binaries="$(python3 -c '
 import json
 targets = json.load(open("target/recipe.json"))["skeleton"]["manifests"][0]["targets"]
