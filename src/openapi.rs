@@ -859,6 +859,6 @@ mod tests {
                 assert_eq!(has("401"), protected, "{method} {path}");
             }
         }
-        assert_eq!(documented_routes().len(), 16);
+        assert_eq!(documented_routes().len(), 17);
     }
 }
