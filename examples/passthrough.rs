@@ -19,7 +19,8 @@ use hyper_util::rt::TokioExecutor;
 #[derive(Clone)]
 enum Upstream {
     Reqwest(reqwest::Client),
-    Hyper(Client<HttpConnector, Body>),
+    // Boxed: the hyper client is much larger than reqwest's handle (clippy large_enum_variant).
+    Hyper(Box<Client<HttpConnector, Body>>),
 }
 
 #[derive(Clone)]
@@ -87,7 +88,7 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         },
-        "hyper" => Upstream::Hyper(Client::builder(TokioExecutor::new()).build_http()),
+        "hyper" => Upstream::Hyper(Box::new(Client::builder(TokioExecutor::new()).build_http())),
         other => {
             eprintln!("passthrough: unknown client {other:?} (reqwest or hyper)");
             return std::process::ExitCode::from(2);

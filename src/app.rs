@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::ConnectInfo;
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -19,12 +21,14 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+use self::slow_client::{DeadlineBody, WriteDeadline};
 use crate::config::Config;
 use crate::router::router;
 use crate::state::{AppState, StateError};
 use crate::store::Store;
 
 pub mod framing;
+pub mod slow_client;
 
 /// SPEC §4: the request line and headers together.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -63,6 +67,11 @@ impl App {
         let state = Arc::new(AppState::new(config, store)?);
         // First JWKS fetch now, then in the background; not ready until it lands.
         state.jwt.start();
+        state.store.start_maintenance();
+        // Not ready until the store has answered once; later outages only show (SPEC §2).
+        state
+            .store_health
+            .watch(state.store.clone(), state.metrics.store_up.clone());
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| AppError::Bind { addr, source })?;
@@ -109,6 +118,18 @@ impl App {
         };
         tokio::pin!(stop_accepting);
 
+        // Slow clients are bounded (SPEC §4, slow_client.rs); the counters are resolved once.
+        let body_timeout = state.config.request_body_timeout;
+        let write_timeout = state.config.response_write_timeout;
+        let body_aborts = state
+            .metrics
+            .slow_client_aborts
+            .with_label_values(&["body_timeout"]);
+        let write_aborts = state
+            .metrics
+            .slow_client_aborts
+            .with_label_values(&["write_timeout"]);
+
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
@@ -124,13 +145,22 @@ impl App {
                     let _ = stream.set_nodelay(true);
                     // Content-Length + Transfer-Encoding is refused (SPEC §4; see framing.rs).
                     let (stream, verdicts) = framing::guard(stream);
+                    // A client that stops reading its answer is cut off (SPEC §4).
+                    let stream = WriteDeadline::new(stream, write_timeout, write_aborts.clone());
                     let requests = Arc::new(AtomicU64::new(0));
+                    let body_aborts = body_aborts.clone();
                     let svc = router.clone().map_request(move |mut req: http::Request<Incoming>| {
                         req.extensions_mut().insert(ConnectInfo(peer));
                         if verdicts.refuses(requests.fetch_add(1, Ordering::Relaxed)) {
                             req.extensions_mut().insert(framing::Refused);
                         }
-                        req
+                        // The whole body must arrive within REQUEST_BODY_TIMEOUT (SPEC §4).
+                        if req.body().is_end_stream() {
+                            req.map(Body::new)
+                        } else {
+                            let aborts = body_aborts.clone();
+                            req.map(|b| Body::new(DeadlineBody::new(b, body_timeout, aborts)))
+                        }
                     });
                     let svc = hyper::service::service_fn(move |req| {
                         let svc = svc.clone();

@@ -45,6 +45,9 @@ pub enum ApiError {
     Overloaded,
     #[error("the upstream service did not answer in time")]
     UpstreamTimeout,
+    /// 408: the body did not arrive within `REQUEST_BODY_TIMEOUT`; the connection is closed.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     /// 414: the request target alone is over the limit (SPEC §4).
     #[error("request URI too long")]
     UriTooLong,
@@ -93,6 +96,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
@@ -102,6 +106,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => "BAD_REQUEST",
             ApiError::InvalidInput(_) => "BAD_REQUEST",
+            ApiError::RequestTimeout => "REQUEST_TIMEOUT",
             ApiError::UriTooLong => "URI_TOO_LONG",
             ApiError::HeadersTooLarge => "HEADERS_TOO_LARGE",
             ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
@@ -161,6 +166,10 @@ impl IntoResponse for ApiError {
             }
             ApiError::IdempotencyInProgress | ApiError::Overloaded => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::RequestTimeout => {
+                // The rest of the body may still be on its way: this connection is done.
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             ApiError::Unauthenticated(AuthFailure::Missing) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -67,6 +67,8 @@ pub struct MockControl {
     pub failure_permille: AtomicU32,
     /// Keep a copy of each request (on by default; benchmarks turn it off).
     pub record: AtomicBool,
+    /// When non-zero, every JSON answer gains a `"pad"` string of this many bytes (large answers).
+    pub pad_bytes: AtomicUsize,
     /// Extra headers on every answer (to test what the gateway lets back through).
     pub response_headers: Mutex<Vec<(HeaderName, HeaderValue)>>,
 }
@@ -163,6 +165,11 @@ impl MockUpstream {
 
     pub fn set_status(&self, status: u16) {
         self.control.force_status.store(status, Ordering::SeqCst);
+    }
+
+    /// Pads every JSON answer with a `"pad"` member of `bytes` bytes (0: off).
+    pub fn set_padding(&self, bytes: usize) {
+        self.control.pad_bytes.store(bytes, Ordering::SeqCst);
     }
 
     pub fn add_response_header(&self, name: &'static str, value: &'static str) {
@@ -289,6 +296,10 @@ async fn record_and_inject(
         next.run(Request::from_parts(parts, axum::body::Body::from(body)))
             .await
     };
+    let pad = s.control.pad_bytes.load(Ordering::Relaxed);
+    if pad > 0 {
+        res = padded(res, pad).await;
+    }
     for (name, value) in s
         .control
         .response_headers
@@ -299,6 +310,29 @@ async fn record_and_inject(
         res.headers_mut().append(name.clone(), value.clone());
     }
     res
+}
+
+/// The same answer with a `"pad"` member of `bytes` bytes added to its JSON object (spliced in
+/// as bytes: a 16 MiB answer must not cost a JSON encode).
+async fn padded(res: Response, bytes: usize) -> Response {
+    let (mut parts, body) = res.into_parts();
+    let body = axum::body::to_bytes(body, 16 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let Some(end) = body.iter().rposition(|b| *b == b'}') else {
+        return Response::from_parts(parts, axum::body::Body::from(body));
+    };
+    let mut out = Vec::with_capacity(end + bytes + 16);
+    out.extend_from_slice(&body[..end]);
+    out.extend_from_slice(if end > 1 {
+        b",\"pad\":\""
+    } else {
+        b"\"pad\":\""
+    });
+    out.resize(out.len() + bytes, b'p');
+    out.extend_from_slice(b"\"}");
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(out))
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {

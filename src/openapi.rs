@@ -341,6 +341,7 @@ pub enum ErrorCode {
     UpstreamUnavailable,
     Overloaded,
     UpstreamTimeout,
+    RequestTimeout,
     UriTooLong,
     HeadersTooLarge,
 }
@@ -765,6 +766,7 @@ mod tests {
             ApiError::UpstreamUnavailable("x"),
             ApiError::Overloaded,
             ApiError::UpstreamTimeout,
+            ApiError::RequestTimeout,
             ApiError::UriTooLong,
             ApiError::HeadersTooLarge,
             ApiError::InvalidInput("x: missing field".to_owned()),
@@ -786,6 +788,7 @@ mod tests {
                 | ApiError::UpstreamUnavailable(_)
                 | ApiError::Overloaded
                 | ApiError::UpstreamTimeout
+                | ApiError::RequestTimeout
                 | ApiError::UriTooLong
                 | ApiError::HeadersTooLarge
                 | ApiError::InvalidInput(_) => {}

@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::middleware::auth::Caller;
+use crate::middleware::client_ip;
 use crate::middleware::context::RequestContext;
 use crate::state::AppState;
 use crate::telemetry::access::AccessLog;
@@ -44,6 +45,9 @@ pub fn valid_id(id: &str) -> Result<&str, ApiError> {
 /// Reads the whole request body, refusing more than `max` bytes with 413.
 pub async fn read_body(body: Body, max: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, max).await.map_err(|e| {
+        if crate::app::slow_client::is_body_timeout(&e) {
+            return ApiError::RequestTimeout;
+        }
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
         while let Some(err) = source {
             if err.is::<http_body_util::LengthLimitError>() {
@@ -82,11 +86,7 @@ pub async fn proxy_parts(
         .get::<RequestContext>()
         .ok_or(ApiError::Internal)?;
     let caller = parts.extensions.get::<Caller>();
-    let trusted_peer = state
-        .config
-        .trusted_proxies
-        .iter()
-        .any(|n| n.contains(&ctx.peer_ip));
+    let trusted_peer = client_ip::is_trusted_peer(ctx.peer_ip, &state.config.trusted_proxies);
     let access = parts.extensions.get::<AccessLog>();
     if let (Some(log), Some(c)) = (access, caller) {
         log.user(c.user_id());

@@ -12,6 +12,7 @@ use crate::jwt::JwtVerifier;
 use crate::middleware::{overload, ratelimit::Limiter};
 use crate::queue::EventLabels;
 use crate::store::Store;
+use crate::store::health::StoreHealth;
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
 
@@ -31,6 +32,8 @@ pub struct AppState {
     pub in_flight: Arc<Semaphore>,
     /// Bounded `event` label values for the waiting-room metrics (event ids come from clients).
     pub queue_labels: EventLabels,
+    /// Whether the store has answered since start and answers now (`/readyz`, SPEC §2).
+    pub store_health: Arc<StoreHealth>,
     /// Set when shutdown begins: `/readyz` answers 503 from then on (SPEC §9).
     shutting_down: AtomicBool,
 }
@@ -78,6 +81,7 @@ impl AppState {
             store,
             metrics,
             queue_labels: EventLabels::default(),
+            store_health: Arc::default(),
             shutting_down: AtomicBool::new(false),
         })
     }

@@ -10,6 +10,10 @@ use std::sync::Arc;
 
 use crate::config::RedisConfig;
 
+/// How often the memory store drops what has expired (see [`Store::start_maintenance`]).
+const MEMORY_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+pub mod health;
 pub mod idempotency;
 pub mod memory;
 pub mod queue;
@@ -57,6 +61,24 @@ impl Store {
             Store::Redis(r) if r.is_cluster() => "redis-cluster",
             Store::Redis(_) => "redis",
         }
+    }
+
+    /// The memory store forgets by itself: a background sweep every few seconds drops what has
+    /// expired (full rate-limit buckets, expired idempotency records, idle waiting rooms) and
+    /// gives the memory back, traffic or not. It ends when the store is dropped. Redis expires
+    /// its own keys.
+    pub fn start_maintenance(&self) {
+        let Store::Memory(m) = self else { return };
+        let weak = Arc::downgrade(m);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(MEMORY_SWEEP_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let Some(m) = weak.upgrade() else { return };
+                m.sweep();
+            }
+        });
     }
 
     /// A cheap round trip, for `/readyz`.

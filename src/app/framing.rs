@@ -178,6 +178,9 @@ impl Scanner {
                     let from = buf.len().saturating_sub(3);
                     buf.extend_from_slice(bytes);
                     match head_end(&buf[from..]) {
+                        // Too long whether it came in one read or many: the verdict must not
+                        // depend on where the reads happened to end.
+                        Some(end) if from + end > MAX_HEAD => self.lose(verdicts),
                         Some(end) => {
                             let end = from + end;
                             let rest = buf.len() - end;
@@ -408,5 +411,298 @@ mod tests {
         assert_eq!(all_steps(two), (0..8).collect::<Vec<_>>());
         let bad_chunk = b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
         assert_eq!(all_steps(bad_chunk), (1..8).collect::<Vec<_>>());
+    }
+}
+
+/// Property tests (issue #15): the scanner's verdicts do not depend on how the bytes arrive.
+#[cfg(test)]
+mod proptests {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What the connection's service would learn, plus where the scanner stands.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Outcome {
+        first_bad: u64,
+        heads: u64,
+        lost: bool,
+    }
+
+    /// Feeds `input` cut at `cuts` (taken modulo its length, in any order; empty pieces too).
+    fn feed_cut(input: &[u8], cuts: &[usize]) -> Outcome {
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+        cuts.sort_unstable();
+        cuts.push(input.len());
+        let verdicts = Verdicts::new();
+        let mut s = Scanner::default();
+        let mut at = 0;
+        for cut in cuts {
+            s.feed(&input[at..cut], &verdicts);
+            at = cut;
+        }
+        outcome(&s, &verdicts)
+    }
+
+    fn feed_bytewise(input: &[u8]) -> Outcome {
+        let verdicts = Verdicts::new();
+        let mut s = Scanner::default();
+        for b in input {
+            s.feed(std::slice::from_ref(b), &verdicts);
+        }
+        outcome(&s, &verdicts)
+    }
+
+    fn outcome(s: &Scanner, verdicts: &Verdicts) -> Outcome {
+        Outcome {
+            first_bad: verdicts.first_bad.load(Ordering::Acquire),
+            heads: s.heads,
+            lost: matches!(s.state, State::Lost),
+        }
+    }
+
+    fn eol() -> impl Strategy<Value = &'static str> {
+        prop_oneof![3 => Just("\r\n"), 1 => Just("\n")]
+    }
+
+    fn request_line() -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            Just("GET /a HTTP/1.1"),
+            Just("POST /api/v1/reservations HTTP/1.1"),
+            Just("PUT /x?y=1 HTTP/1.1"),
+        ]
+    }
+
+    /// Headers that say nothing about framing (names too short to be CL or TE by chance).
+    fn filler() -> impl Strategy<Value = Vec<String>> {
+        vec(
+            ("[A-Za-z-]{1,10}", "[ a-zA-Z0-9,;=/]{0,12}").prop_map(|(n, v)| format!("{n}:{v}")),
+            0..3,
+        )
+    }
+
+    fn content_length_name() -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            Just("Content-Length"),
+            Just("content-length"),
+            Just("CONTENT-LENGTH")
+        ]
+    }
+
+    fn transfer_encoding_name() -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            Just("Transfer-Encoding"),
+            Just("transfer-encoding"),
+            Just("TRANSFER-ENCODING")
+        ]
+    }
+
+    /// Any `Transfer-Encoding` value, valid or not.
+    fn any_te_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("chunked".to_string()),
+            Just("Chunked".to_string()),
+            Just("gzip, chunked".to_string()),
+            Just("chunked, gzip".to_string()),
+            Just("gzip".to_string()),
+            Just(String::new()),
+            "[ a-z,]{0,16}",
+        ]
+    }
+
+    /// Any `Content-Length` value, valid or not.
+    fn any_cl_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (0u64..100).prop_map(|n| n.to_string()),
+            Just("+5".to_string()),
+            Just("-1".to_string()),
+            Just("99999999999999999999999".to_string()),
+            Just(String::new()),
+            "[ 0-9a-f,]{0,8}",
+        ]
+    }
+
+    /// One well-framed request: no body, a `Content-Length` body, or a chunked body with
+    /// extensions and trailers; with leading empty lines and either line end.
+    fn valid_request() -> impl Strategy<Value = Vec<u8>> {
+        (
+            0usize..3,
+            request_line(),
+            eol(),
+            filler(),
+            0u8..3,
+            vec(any::<u8>(), 0..40),
+            vec(vec(any::<u8>(), 1..20), 0..4),
+            (any::<bool>(), any::<bool>(), any::<bool>()),
+            (content_length_name(), transfer_encoding_name()),
+        )
+            .prop_map(
+                |(blank, line, eol, filler, kind, body, chunks, flags, names)| {
+                    let (twice, ext, upper) = flags;
+                    let (cl, te) = names;
+                    let mut out = eol.repeat(blank).into_bytes();
+                    out.extend_from_slice(format!("{line}{eol}").as_bytes());
+                    for h in &filler {
+                        out.extend_from_slice(format!("{h}{eol}").as_bytes());
+                    }
+                    match kind {
+                        0 => out.extend_from_slice(eol.as_bytes()),
+                        1 => {
+                            let n = body.len();
+                            out.extend_from_slice(format!("{cl}: {n}{eol}").as_bytes());
+                            if twice {
+                                // The same length twice is allowed (RFC 9110 §8.6).
+                                out.extend_from_slice(format!("{cl}:{n} {eol}").as_bytes());
+                            }
+                            out.extend_from_slice(eol.as_bytes());
+                            out.extend_from_slice(&body);
+                        }
+                        _ => {
+                            out.extend_from_slice(format!("{te}: chunked{eol}{eol}").as_bytes());
+                            for chunk in chunks {
+                                let size = if upper {
+                                    format!("{:X}", chunk.len())
+                                } else {
+                                    format!("{:x}", chunk.len())
+                                };
+                                let ext = if ext { ";name=value" } else { "" };
+                                out.extend_from_slice(format!("{size}{ext}{eol}").as_bytes());
+                                out.extend_from_slice(&chunk);
+                                out.extend_from_slice(eol.as_bytes());
+                            }
+                            out.extend_from_slice(format!("0{eol}").as_bytes());
+                            if twice {
+                                out.extend_from_slice(format!("X-Trailer: 1{eol}").as_bytes());
+                            }
+                            out.extend_from_slice(eol.as_bytes());
+                        }
+                    }
+                    out
+                },
+            )
+    }
+
+    /// A head the spec refuses: `Content-Length` with `Transfer-Encoding` (either order, any
+    /// values), or two different `Content-Length`s; then whatever follows.
+    fn ambiguous_head() -> impl Strategy<Value = Vec<u8>> {
+        let both = (
+            content_length_name(),
+            any_cl_value(),
+            transfer_encoding_name(),
+            any_te_value(),
+            any::<bool>(),
+        )
+            .prop_map(|(cl, clv, te, tev, te_first)| {
+                let cl = format!("{cl}: {clv}");
+                let te = format!("{te}: {tev}");
+                if te_first { vec![te, cl] } else { vec![cl, te] }
+            });
+        let two_lengths = (content_length_name(), 0u64..1000, 1u64..1000)
+            .prop_map(|(cl, a, d)| vec![format!("{cl}: {a}"), format!("{cl}: {}", a + d)]);
+        (
+            request_line(),
+            eol(),
+            filler(),
+            prop_oneof![both, two_lengths],
+            filler(),
+            vec(any::<u8>(), 0..40),
+        )
+            .prop_map(|(line, eol, before, bad, after, tail)| {
+                let mut lines = vec![line.to_string()];
+                lines.extend(before);
+                lines.extend(bad);
+                lines.extend(after);
+                let mut out = Vec::new();
+                for l in lines {
+                    out.extend_from_slice(format!("{l}{eol}").as_bytes());
+                }
+                out.extend_from_slice(eol.as_bytes());
+                out.extend_from_slice(&tail);
+                out
+            })
+    }
+
+    /// Mostly-valid traffic: requests, ambiguous heads and junk, pipelined in any order.
+    fn traffic() -> impl Strategy<Value = Vec<u8>> {
+        vec(
+            prop_oneof![
+                6 => valid_request(),
+                2 => ambiguous_head(),
+                1 => vec(any::<u8>(), 0..30),
+                1 => vec(proptest::sample::select(b"\r\n:0a;".to_vec()), 0..12),
+            ],
+            0..8,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    fn cuts() -> impl Strategy<Value = Vec<usize>> {
+        vec(any::<usize>(), 0..12)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any split of any mostly-valid byte stream gives the verdicts of the whole stream.
+        #[test]
+        fn any_split_of_traffic_gives_the_whole_verdict(input in traffic(), cuts in cuts()) {
+            let whole = feed_cut(&input, &[]);
+            prop_assert_eq!(&feed_cut(&input, &cuts), &whole);
+            prop_assert_eq!(&feed_bytewise(&input), &whole);
+        }
+
+        /// The same for arbitrary bytes; and nothing panics.
+        #[test]
+        fn any_split_of_any_bytes_gives_the_whole_verdict(
+            input in vec(any::<u8>(), 0..600),
+            cuts in cuts(),
+        ) {
+            let whole = feed_cut(&input, &[]);
+            prop_assert_eq!(&feed_cut(&input, &cuts), &whole);
+            prop_assert_eq!(&feed_bytewise(&input), &whole);
+        }
+
+        /// Well-framed pipelined requests are all let through, each head counted once, and the
+        /// scanner ends waiting for the next head.
+        #[test]
+        fn well_framed_requests_all_pass(reqs in vec(valid_request(), 0..8), cuts in cuts()) {
+            let input = reqs.concat();
+            let got = feed_cut(&input, &cuts);
+            let heads = reqs.len() as u64;
+            prop_assert_eq!(got, Outcome { first_bad: u64::MAX, heads, lost: false });
+        }
+
+        /// After any number of well-framed requests, a head with both framings or with two
+        /// different lengths is refused: that request and every later one, none before.
+        #[test]
+        fn an_ambiguous_head_is_refused_from_its_index_on(
+            reqs in vec(valid_request(), 0..6),
+            bad in ambiguous_head(),
+            rest in traffic(),
+            cuts in cuts(),
+        ) {
+            let mut input = reqs.concat();
+            input.extend_from_slice(&bad);
+            input.extend_from_slice(&rest);
+            let got = feed_cut(&input, &cuts);
+            let k = reqs.len() as u64;
+            prop_assert_eq!(got, Outcome { first_bad: k, heads: k + 1, lost: true });
+        }
+
+        /// Heads around the size limit: the verdict does not depend on where the reads end.
+        #[test]
+        fn heads_near_the_size_limit_give_the_whole_verdict(
+            pad in (MAX_HEAD - 40)..(MAX_HEAD + 40),
+            cuts in vec((MAX_HEAD - 40)..(MAX_HEAD + 80), 0..4),
+        ) {
+            let x = "a".repeat(pad);
+            let mut input = format!("GET / HTTP/1.1\r\nX: {x}\r\n\r\n").into_bytes();
+            input.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+            let whole = feed_cut(&input, &[]);
+            prop_assert_eq!(&feed_cut(&input, &cuts), &whole);
+            // 16 + 3 + 4 bytes around the padding: longer than the limit is refused.
+            prop_assert_eq!(whole.lost, pad + 23 > MAX_HEAD);
+        }
     }
 }

@@ -33,7 +33,7 @@ use crate::routes::read_body;
 use crate::state::AppState;
 use crate::store::Store;
 use crate::store::idempotency::{
-    self as records, Acquire, Fingerprint, Lease, RecordKey, Scope, StoredResponse,
+    self as records, Acquire, Completion, Fingerprint, Lease, RecordKey, Scope, StoredResponse,
 };
 use crate::telemetry::{AccessLog, Metrics};
 
@@ -85,6 +85,8 @@ struct Policy {
     ttl: Duration,
     in_flight_ttl: Duration,
     max_body: usize,
+    /// `REDIS_WAIT_REPLICAS`: replicas that must hold the in-flight record before forwarding.
+    wait_replicas: u32,
 }
 
 impl IdempotencyLayer {
@@ -98,6 +100,7 @@ impl IdempotencyLayer {
                 ttl: c.idempotency_ttl,
                 in_flight_ttl: slowest + IN_FLIGHT_MARGIN,
                 max_body: c.max_body_size,
+                wait_replicas: c.redis_wait_replicas,
             }),
         }
     }
@@ -233,6 +236,26 @@ impl Policy {
             }
         };
 
+        // A master failover must not lose the record of a write that is already upstream.
+        if self.wait_replicas > 0 {
+            let replicated = records::replicated(&self.store, &lease, self.wait_replicas).await;
+            if !matches!(replicated, Ok(true)) {
+                self.count(log, "not_replicated");
+                match replicated {
+                    Err(e) => tracing::warn!(error = %e, "WAIT for replicas failed: write refused"),
+                    _ => tracing::warn!(
+                        replicas = self.wait_replicas,
+                        "replicas did not acknowledge the idempotency record: write refused"
+                    ),
+                }
+                self.release(&lease, log).await;
+                return Ok(ApiError::UpstreamUnavailable(
+                    "the idempotency store is unavailable, retry later",
+                )
+                .into_response());
+            }
+        }
+
         let res = match AssertUnwindSafe(inner.call(req)).catch_unwind().await {
             Ok(Ok(res)) => res,
             Ok(Err(e)) => {
@@ -252,33 +275,49 @@ impl Policy {
             return Ok(res);
         }
         let (parts, body) = res.into_parts();
-        match collect(body, self.max_body).await {
-            Collected::Whole(bytes) => {
-                let stored = StoredResponse {
-                    status: parts.status,
-                    content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
-                    body: bytes.clone(),
-                };
-                match records::complete(&self.store, &lease, &stored, self.ttl).await {
-                    Ok(true) => {}
-                    Ok(false) => tracing::warn!("idempotency record expired before completion"),
-                    Err(e) => {
-                        // The operation ran: the client still gets its answer. The record stays
-                        // in flight until its TTL, so a retry meanwhile is 409, never a rerun.
-                        self.count(log, "store_error");
-                        tracing::warn!(error = %e, "could not store the idempotent response");
-                    }
-                }
-                Ok(Response::from_parts(parts, Body::from(bytes)))
-            }
-            Collected::TooLarge(body) => {
-                tracing::warn!("response over MAX_BODY_SIZE: not stored for replay");
-                self.release(&lease, log).await;
-                Ok(Response::from_parts(parts, body))
-            }
+        let (stored_body, body) = match collect(body, self.max_body).await {
+            Collected::Whole(bytes) => (bytes.clone(), Body::from(bytes)),
+            // The operation ran whatever the size of its answer: the record keeps status and
+            // content type without the body, and a repeat replays them with an empty body
+            // rather than running the operation again (SPEC §6).
+            Collected::TooLarge(body) => (Bytes::new(), body),
             Collected::Failed => {
                 self.release(&lease, log).await;
-                Ok(ApiError::UpstreamError.into_response())
+                return Ok(ApiError::UpstreamError.into_response());
+            }
+        };
+        let stored = StoredResponse {
+            status: parts.status,
+            content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+            body: stored_body,
+        };
+        self.complete(&lease, &stored, log).await;
+        Ok(Response::from_parts(parts, body))
+    }
+
+    /// Records the answer. The operation ran: the client gets its answer whatever happens here.
+    async fn complete(&self, lease: &Lease, stored: &StoredResponse, log: Option<&AccessLog>) {
+        match records::complete(&self.store, lease, stored, self.ttl).await {
+            Ok(Completion::Stored) => {}
+            Ok(Completion::Restored) => {
+                self.count(log, "restored");
+                tracing::warn!(
+                    "the in-flight idempotency record had vanished (store flushed, restarted or \
+                     failed over); the completed record was written anew"
+                );
+            }
+            Ok(Completion::Superseded) => {
+                self.count(log, "superseded");
+                tracing::warn!(
+                    "another request took this idempotency key while the operation ran; its \
+                     record stays"
+                );
+            }
+            Err(e) => {
+                // The record stays in flight until its TTL, so a retry meanwhile is 409, never
+                // a rerun.
+                self.count(log, "store_error");
+                tracing::warn!(error = %e, "could not store the idempotent response");
             }
         }
     }
@@ -427,6 +466,7 @@ mod tests {
                 ttl: Duration::from_secs(60),
                 in_flight_ttl: Duration::from_secs(10),
                 max_body: 1024,
+                wait_replicas: 0,
             }),
         };
         let calls = Arc::new(AtomicUsize::new(0));
@@ -485,6 +525,240 @@ mod tests {
         match collect(Body::from("abcde"), 5).await {
             Collected::Whole(b) => assert_eq!(b, "abcde"),
             _ => panic!("expected Whole"),
+        }
+    }
+}
+
+/// Property tests (issue #15): `parse_key` takes exactly the hyphenated UUIDs, bare or quoted.
+#[cfg(test)]
+mod proptests {
+    #![allow(clippy::unwrap_used)]
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn one(value: &[u8]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(&IDEMPOTENCY_KEY, HeaderValue::from_bytes(value).unwrap());
+        h
+    }
+
+    /// `u` hyphenated, each letter upper- or lowercase as `case` says.
+    fn spelled(u: u128, case: u64) -> String {
+        uuid::Uuid::from_u128(u)
+            .hyphenated()
+            .to_string()
+            .chars()
+            .enumerate()
+            .map(|(i, c)| {
+                if case >> (i % 64) & 1 == 1 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            })
+            .collect()
+    }
+
+    const HYPHENS: [usize; 4] = [8, 13, 18, 23];
+
+    /// Ways to turn a hyphenated UUID into something that is not one.
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Simple,
+        Braced,
+        Urn,
+        WhitespaceInside(usize, char),
+        WhitespaceInsideQuotes(bool, char),
+        Delete(usize),
+        InsertHex(usize, char),
+        NotHex(usize, char),
+        HyphenToHex(usize, char),
+        HyphenMoved(usize, bool),
+        OneQuote(bool),
+        DoubleQuotes,
+        NonAscii(usize, u8),
+        Twice,
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        let hex = proptest::sample::select("0123456789abcdefABCDEF".chars().collect::<Vec<_>>());
+        let ws = proptest::sample::select(vec![' ', '\t']);
+        prop_oneof![
+            Just(Mutation::Simple),
+            Just(Mutation::Braced),
+            Just(Mutation::Urn),
+            (1usize..36, ws.clone()).prop_map(|(i, c)| Mutation::WhitespaceInside(i, c)),
+            (any::<bool>(), ws).prop_map(|(end, c)| Mutation::WhitespaceInsideQuotes(end, c)),
+            (0usize..36).prop_map(Mutation::Delete),
+            (0usize..=36, hex.clone()).prop_map(|(i, c)| Mutation::InsertHex(i, c)),
+            (
+                0usize..36,
+                proptest::sample::select("gGzZ_+.:/-x!".chars().collect::<Vec<_>>())
+            )
+                .prop_map(|(i, c)| Mutation::NotHex(i, c)),
+            (0usize..4, hex).prop_map(|(i, c)| Mutation::HyphenToHex(HYPHENS[i], c)),
+            (0usize..4, any::<bool>())
+                .prop_map(|(i, left)| Mutation::HyphenMoved(HYPHENS[i], left)),
+            any::<bool>().prop_map(Mutation::OneQuote),
+            Just(Mutation::DoubleQuotes),
+            (0usize..=38, 0x80u8..=0xff).prop_map(|(i, b)| Mutation::NonAscii(i, b)),
+            Just(Mutation::Twice),
+        ]
+    }
+
+    /// The header value the mutation makes of `s` (a hyphenated UUID).
+    fn mutate(s: &str, m: &Mutation) -> Vec<u8> {
+        let mut chars: Vec<char> = s.chars().collect();
+        let out: String = match m {
+            Mutation::Simple => s.replace('-', ""),
+            Mutation::Braced => format!("{{{s}}}"),
+            Mutation::Urn => format!("urn:uuid:{s}"),
+            Mutation::WhitespaceInside(i, c) => {
+                chars.insert(*i, *c);
+                chars.into_iter().collect()
+            }
+            Mutation::WhitespaceInsideQuotes(end, c) if *end => format!("\"{s}{c}\""),
+            Mutation::WhitespaceInsideQuotes(_, c) => format!("\"{c}{s}\""),
+            Mutation::Delete(i) => {
+                chars.remove(*i);
+                chars.into_iter().collect()
+            }
+            Mutation::InsertHex(i, c) => {
+                chars.insert(*i, *c);
+                chars.into_iter().collect()
+            }
+            Mutation::NotHex(i, c) => {
+                // A hyphen where a hyphen belongs is no mutation: put an `x` there instead.
+                chars[*i] = if *c == '-' && HYPHENS.contains(i) {
+                    'x'
+                } else {
+                    *c
+                };
+                chars.into_iter().collect()
+            }
+            Mutation::HyphenToHex(i, c) => {
+                chars[*i] = *c;
+                chars.into_iter().collect()
+            }
+            Mutation::HyphenMoved(i, left) => {
+                chars.swap(*i, if *left { i - 1 } else { i + 1 });
+                chars.into_iter().collect()
+            }
+            Mutation::OneQuote(front) if *front => format!("\"{s}"),
+            Mutation::OneQuote(_) => format!("{s}\""),
+            Mutation::DoubleQuotes => format!("\"\"{s}\"\""),
+            Mutation::NonAscii(i, b) => {
+                let mut bytes = format!("\"{s}\"").into_bytes();
+                bytes.insert(*i, *b);
+                return bytes;
+            }
+            Mutation::Twice => format!("{s}{s}"),
+        };
+        out.into_bytes()
+    }
+
+    /// Random bytes, or a (maybe quoted) UUID with up to three random bytes replaced, inserted
+    /// or removed.
+    fn near_uuids() -> impl Strategy<Value = Vec<u8>> {
+        let byte = prop_oneof![
+            4 => proptest::sample::select(b"0123456789abcdefABCDEF-\"{} \t".to_vec()),
+            1 => 0x20u8..=0x7e,
+            1 => 0x80u8..=0xff,
+        ];
+        let edit = (any::<proptest::sample::Index>(), 0u8..3, byte.clone());
+        prop_oneof![
+            proptest::collection::vec(byte, 0..44),
+            (
+                any::<u128>(),
+                any::<u64>(),
+                any::<bool>(),
+                proptest::collection::vec(edit, 0..4)
+            )
+                .prop_map(|(u, case, quoted, edits)| {
+                    let s = spelled(u, case);
+                    let mut v = if quoted { format!("\"{s}\"") } else { s }.into_bytes();
+                    for (at, op, b) in edits {
+                        match op {
+                            0 => v.insert(at.index(v.len() + 1), b),
+                            1 if !v.is_empty() => {
+                                let i = at.index(v.len());
+                                v[i] = b;
+                            }
+                            _ if !v.is_empty() => {
+                                v.remove(at.index(v.len()));
+                            }
+                            _ => {}
+                        }
+                    }
+                    v
+                }),
+        ]
+    }
+
+    fn is_malformed(r: &Result<uuid::Uuid, ApiError>) -> bool {
+        matches!(r, Err(ApiError::BadRequest(_)))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any hyphenated UUID in any case, bare or quoted (optionally with whitespace around),
+        /// parses to that UUID, and the bare and quoted forms are the same key.
+        #[test]
+        fn hyphenated_uuids_parse_bare_or_quoted(
+            u in any::<u128>(),
+            case in any::<u64>(),
+            pad in proptest::sample::select(vec!["", " ", "\t", "  "]),
+        ) {
+            let s = spelled(u, case);
+            let bare = parse_key(&one(format!("{pad}{s}{pad}").as_bytes())).unwrap();
+            let quoted = parse_key(&one(format!("{pad}\"{s}\"{pad}").as_bytes())).unwrap();
+            prop_assert_eq!(bare, uuid::Uuid::from_u128(u));
+            prop_assert_eq!(bare, quoted);
+        }
+
+        /// Other spellings of a UUID (simple, braced, `urn:uuid:`), whitespace inside, a digit
+        /// too many or too few, a non-hex digit, a misplaced hyphen, stray quotes and non-ASCII
+        /// bytes are all 400, never a panic.
+        #[test]
+        fn anything_but_a_hyphenated_uuid_is_refused(
+            u in any::<u128>(),
+            case in any::<u64>(),
+            m in mutation(),
+        ) {
+            let value = mutate(&spelled(u, case), &m);
+            let got = parse_key(&one(&value));
+            let shown = String::from_utf8_lossy(&value);
+            prop_assert!(is_malformed(&got), "{:?} gave {:?}", shown, got);
+        }
+
+        /// Any header value at all (random bytes, or a UUID with a few random edits): no
+        /// panic, and a key comes back only when the value is that key, hyphenated (bare or
+        /// quoted, surrounding whitespace aside).
+        #[test]
+        fn arbitrary_values_parse_only_to_what_they_spell(value in near_uuids()) {
+            prop_assume!(HeaderValue::from_bytes(&value).is_ok());
+            match parse_key(&one(&value)) {
+                Ok(u) => {
+                    let s = std::str::from_utf8(&value).unwrap().trim();
+                    let inner = s.strip_prefix('"').and_then(|r| r.strip_suffix('"')).unwrap_or(s);
+                    prop_assert_eq!(inner.to_ascii_lowercase(), u.hyphenated().to_string());
+                }
+                Err(e) => prop_assert!(matches!(e, ApiError::BadRequest(_)), "{:?}", e),
+            }
+        }
+
+        /// The key twice (even the same key) is refused.
+        #[test]
+        fn two_keys_are_refused(a in any::<u128>(), b in any::<u128>(), same in any::<bool>()) {
+            let b = if same { a } else { b };
+            let mut h = HeaderMap::new();
+            for u in [a, b] {
+                let v = HeaderValue::from_str(&uuid::Uuid::from_u128(u).to_string()).unwrap();
+                h.append(&IDEMPOTENCY_KEY, v);
+            }
+            prop_assert!(is_malformed(&parse_key(&h)));
         }
     }
 }

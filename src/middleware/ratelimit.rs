@@ -150,6 +150,8 @@ impl Limiter {
             self.backoff_ms
                 .store(FIRST_BACKOFF.as_millis() as u64, Ordering::Release);
             self.metrics.ratelimit_fallback_active.set(0);
+            // The local buckets are not needed until the next outage: give their memory back.
+            self.local.sweep();
             tracing::info!("store is back: rate limiting with the shared buckets again");
         }
     }

@@ -1,6 +1,5 @@
 //! `/healthz`, `/readyz`, `/version`, `/metrics` (SPEC §2). Never rate limited, shed or
 //! authenticated: they sit outside the `/api` route layers.
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -10,9 +9,6 @@ use serde_json::json;
 
 use super::SharedState;
 use crate::build_info;
-
-/// How long `/readyz` waits for the store before calling it down.
-const STORE_PING_TIMEOUT: Duration = Duration::from_millis(500);
 
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
@@ -25,17 +21,19 @@ pub async fn readyz(State(state): State<SharedState>) -> Response {
     if !state.jwt.is_ready() {
         return not_ready("JWKS not loaded");
     }
-    match tokio::time::timeout(STORE_PING_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness: store ping failed");
-            return not_ready("store unavailable");
-        }
-        Err(_) => return not_ready("store did not answer"),
+    // Ready once the store has answered since start; a later outage is reported, not a verdict
+    // (SPEC §2): every replica shares the store, and reads still work on local rate limits.
+    if !state.store_health.has_answered() {
+        return not_ready("store has not answered yet");
     }
+    let store = if state.store_health.is_up() {
+        "up"
+    } else {
+        "down"
+    };
     (
         StatusCode::OK,
-        Json(json!({"status": "ready", "store": state.store.kind()})),
+        Json(json!({"status": "ready", "store": store, "store_backend": state.store.kind()})),
     )
         .into_response()
 }

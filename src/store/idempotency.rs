@@ -101,6 +101,21 @@ pub struct StoredResponse {
 pub struct Lease {
     key: RecordKey,
     owner: String,
+    /// Written again with the answer if the in-flight record has vanished meanwhile.
+    fp: Fingerprint,
+}
+
+/// What [`complete`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// Our in-flight record now holds the answer.
+    Stored,
+    /// Our in-flight record had vanished (Redis flushed, restarted empty, failed over to a
+    /// replica that never saw it, or the record outlived its TTL): the completed record was
+    /// written anew, so a retry replays instead of running the operation again (SPEC §6).
+    Restored,
+    /// Another request holds the key now; its record stays.
+    Superseded,
 }
 
 /// The outcome of [`acquire`].
@@ -125,10 +140,9 @@ pub async fn acquire(
 ) -> Result<Acquire, StoreError> {
     let owner = hex::encode(rand::random::<[u8; 16]>());
     match store {
-        Store::Memory(m) => {
-            Ok(m.idempotency
-                .acquire(key, fp, owner, in_flight_ttl, Instant::now()))
-        }
+        Store::Memory(m) => m
+            .idempotency
+            .acquire(key, fp, owner, in_flight_ttl, Instant::now()),
         Store::Redis(r) => {
             let mut inv = ACQUIRE.prepare_invoke();
             inv.key(key.as_str())
@@ -142,18 +156,19 @@ pub async fn acquire(
                 Err(StoreError::Timeout) => r.eval(&inv).await?,
                 other => other?,
             };
-            parse_acquire(reply, key, owner)
+            parse_acquire(reply, key, owner, fp)
         }
     }
 }
 
-/// Stores the answer for `ttl`, if the record is still ours and in flight. Returns whether it was.
+/// Stores the answer for `ttl` when the record is still ours, or is gone (written anew, with our
+/// fingerprint); leaves it alone when another request holds the key.
 pub async fn complete(
     store: &Store,
     lease: &Lease,
     res: &StoredResponse,
     ttl: Duration,
-) -> Result<bool, StoreError> {
+) -> Result<Completion, StoreError> {
     match store {
         Store::Memory(m) => Ok(m
             .idempotency
@@ -165,14 +180,29 @@ pub async fn complete(
                 .arg(res.status.as_u16())
                 .arg(res.content_type.as_ref().map_or(&b""[..], |v| v.as_bytes()))
                 .arg(res.body.as_ref())
-                .arg(millis(ttl));
-            // Safe to retry: once applied, the owner is gone and a second call does nothing.
+                .arg(millis(ttl))
+                .arg(lease.fp.to_hex());
+            // Safe to retry: once applied, the record is done and no longer ours, and a second
+            // call finds it taken (reported as superseded, but the stored answer is ours).
             let done: i64 = match r.eval(&inv).await {
                 Err(StoreError::Timeout) => r.eval(&inv).await?,
                 other => other?,
             };
-            Ok(done == 1)
+            Ok(match done {
+                1 => Completion::Stored,
+                2 => Completion::Restored,
+                _ => Completion::Superseded,
+            })
         }
+    }
+}
+
+/// `REDIS_WAIT_REPLICAS`: whether `replicas` replicas acknowledged the in-flight record within
+/// the store timeout (always true for the memory store, which has none).
+pub async fn replicated(store: &Store, lease: &Lease, replicas: u32) -> Result<bool, StoreError> {
+    match store {
+        Store::Memory(_) => Ok(true),
+        Store::Redis(r) => Ok(r.wait_replicas(lease.key.as_str(), replicas).await? >= replicas),
     }
 }
 
@@ -218,15 +248,20 @@ return {'done', r[3] or '', r[4] or '', r[5] or ''}
     )
 });
 
-// KEYS[1] record; ARGV[1] owner, ARGV[2] status, ARGV[3] content type, ARGV[4] body, ARGV[5] TTL (ms).
+// KEYS[1] record; ARGV[1] owner, ARGV[2] status, ARGV[3] content type, ARGV[4] body,
+// ARGV[5] TTL (ms), ARGV[6] fingerprint. 1: ours, stored; 2: gone, written anew; 0: taken.
 static COMPLETE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
-if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'done', 'status', ARGV[2], 'ct', ARGV[3], 'body', ARGV[4])
-redis.call('HDEL', KEYS[1], 'owner')
+local result = 1
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+  result = 2
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'fp', ARGV[6], 'state', 'done', 'status', ARGV[2], 'ct', ARGV[3], 'body', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return 1
+return result
 ",
     )
 });
@@ -247,6 +282,7 @@ fn parse_acquire(
     reply: Vec<Vec<u8>>,
     key: &RecordKey,
     owner: String,
+    fp: Fingerprint,
 ) -> Result<Acquire, StoreError> {
     let bad = || StoreError::Protocol("unexpected idempotency acquire reply".to_owned());
     let mut it = reply.into_iter();
@@ -255,6 +291,7 @@ fn parse_acquire(
         b"acquired" => Ok(Acquire::Acquired(Lease {
             key: key.clone(),
             owner,
+            fp,
         })),
         b"inflight" => Ok(Acquire::InFlight),
         b"conflict" => Ok(Acquire::Conflict),
@@ -286,6 +323,10 @@ fn parse_acquire(
 const SHARDS: usize = 64;
 /// How often a shard drops expired records (lazily, on the next acquire after this).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// Live records the memory store holds at most (bounded by count as well as by time): beyond it
+/// new writes are refused with 503 until records expire.
+pub const MAX_MEMORY_RECORDS: usize = 262_144;
+const PER_SHARD: usize = MAX_MEMORY_RECORDS / SHARDS;
 
 /// Records of the memory store: the in-process twin of the scripts above. Locks are held only
 /// for a map operation, never across an await.
@@ -320,7 +361,29 @@ impl Default for MemoryRecords {
     }
 }
 
+impl Shard {
+    /// Drops expired records and gives the memory back.
+    fn sweep(&mut self, now: Instant) {
+        self.map.retain(|_, r| r.expires > now);
+        if self.map.capacity() > 4 * self.map.len().max(64) {
+            self.map.shrink_to_fit();
+        }
+        self.next_sweep = Some(now + SWEEP_EVERY);
+    }
+}
+
 impl MemoryRecords {
+    /// The memory store's periodic sweep: expired records go even from shards nobody touches.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        for shard in self.shards.iter() {
+            shard
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .sweep(now);
+        }
+    }
+
     fn shard(&self, key: &RecordKey) -> std::sync::MutexGuard<'_, Shard> {
         let i = (self.hasher.hash_one(key.as_str()) % SHARDS as u64) as usize;
         self.shards[i]
@@ -335,24 +398,31 @@ impl MemoryRecords {
         owner: String,
         in_flight_ttl: Duration,
         now: Instant,
-    ) -> Acquire {
+    ) -> Result<Acquire, StoreError> {
         let mut shard = self.shard(key);
-        if shard.next_sweep.is_none_or(|t| now >= t) {
-            shard.map.retain(|_, r| r.expires > now);
-            shard.next_sweep = Some(now + SWEEP_EVERY);
+        if shard.next_sweep.is_none_or(|t| now >= t) || shard.map.len() >= PER_SHARD {
+            shard.sweep(now);
         }
+        let shard_len = shard.map.len();
         let entry = match shard.map.entry(key.as_str().to_owned()) {
             // A live record decides; an expired one is as good as none.
             Entry::Occupied(e) if e.get().expires > now => {
                 let r = e.get();
-                return if r.fp != fp {
+                return Ok(if r.fp != fp {
                     Acquire::Conflict
                 } else {
                     match &r.state {
                         RecordState::InFlight { .. } => Acquire::InFlight,
                         RecordState::Done(res) => Acquire::Completed(res.clone()),
                     }
-                };
+                });
+            }
+            // Full of live records: refuse the write (fail closed) rather than evict a record
+            // whose loss would let a retry run the operation twice.
+            Entry::Vacant(_) if shard_len >= PER_SHARD => {
+                return Err(StoreError::Unavailable(
+                    "the in-memory idempotency store is full".to_owned(),
+                ));
             }
             entry => entry,
         };
@@ -363,10 +433,11 @@ impl MemoryRecords {
             },
             expires: now + in_flight_ttl,
         });
-        Acquire::Acquired(Lease {
+        Ok(Acquire::Acquired(Lease {
             key: key.clone(),
             owner,
-        })
+            fp,
+        }))
     }
 
     pub(crate) fn complete(
@@ -375,15 +446,23 @@ impl MemoryRecords {
         res: StoredResponse,
         ttl: Duration,
         now: Instant,
-    ) -> bool {
+    ) -> Completion {
         let mut shard = self.shard(&lease.key);
-        match shard.map.get_mut(lease.key.as_str()) {
-            Some(r) if r.is_owned_by(&lease.owner, now) => {
-                r.state = RecordState::Done(res);
-                r.expires = now + ttl;
-                true
+        let done = Record {
+            fp: lease.fp,
+            state: RecordState::Done(res),
+            expires: now + ttl,
+        };
+        match shard.map.entry(lease.key.as_str().to_owned()) {
+            Entry::Occupied(mut e) if e.get().is_owned_by(&lease.owner, now) => {
+                e.insert(done);
+                Completion::Stored
             }
-            _ => false,
+            Entry::Occupied(e) if e.get().expires > now => Completion::Superseded,
+            entry => {
+                entry.insert_entry(done);
+                Completion::Restored
+            }
         }
     }
 
@@ -443,8 +522,8 @@ mod tests {
     const TTL: Duration = Duration::from_secs(300);
     const IN_FLIGHT: Duration = Duration::from_secs(5);
 
-    fn lease(a: Acquire) -> Lease {
-        match a {
+    fn lease(a: Result<Acquire, StoreError>) -> Lease {
+        match a.unwrap() {
             Acquire::Acquired(l) => l,
             other => panic!("expected Acquired, got {other:?}"),
         }
@@ -497,24 +576,36 @@ mod tests {
         let now = Instant::now();
         let l = lease(m.acquire(&key(1), fp("a"), "o1".into(), IN_FLIGHT, now));
         assert!(matches!(
-            m.acquire(&key(1), fp("a"), "o2".into(), IN_FLIGHT, now),
+            m.acquire(&key(1), fp("a"), "o2".into(), IN_FLIGHT, now)
+                .unwrap(),
             Acquire::InFlight
         ));
         assert!(matches!(
-            m.acquire(&key(1), fp("b"), "o3".into(), IN_FLIGHT, now),
+            m.acquire(&key(1), fp("b"), "o3".into(), IN_FLIGHT, now)
+                .unwrap(),
             Acquire::Conflict
         ));
-        assert!(m.complete(&l, stored("{\"id\":1}"), TTL, now));
-        match m.acquire(&key(1), fp("a"), "o4".into(), IN_FLIGHT, now) {
+        assert_eq!(
+            m.complete(&l, stored("{\"id\":1}"), TTL, now),
+            Completion::Stored
+        );
+        match m
+            .acquire(&key(1), fp("a"), "o4".into(), IN_FLIGHT, now)
+            .unwrap()
+        {
             Acquire::Completed(r) => assert_eq!(r, stored("{\"id\":1}")),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            m.acquire(&key(1), fp("b"), "o5".into(), IN_FLIGHT, now),
+            m.acquire(&key(1), fp("b"), "o5".into(), IN_FLIGHT, now)
+                .unwrap(),
             Acquire::Conflict
         ));
         // Completing twice or releasing a done record does nothing.
-        assert!(!m.complete(&l, stored("other"), TTL, now));
+        assert_eq!(
+            m.complete(&l, stored("other"), TTL, now),
+            Completion::Superseded
+        );
         assert!(!m.release(&l, now));
     }
 
@@ -534,9 +625,15 @@ mod tests {
         let stale = lease(m.acquire(&key(3), fp("a"), "o1".into(), IN_FLIGHT, t0));
         let later = t0 + IN_FLIGHT + Duration::from_millis(1);
         let fresh = lease(m.acquire(&key(3), fp("a"), "o2".into(), IN_FLIGHT, later));
-        assert!(!m.complete(&stale, stored("stale"), TTL, later));
+        assert_eq!(
+            m.complete(&stale, stored("stale"), TTL, later),
+            Completion::Superseded
+        );
         assert!(!m.release(&stale, later));
-        assert!(m.complete(&fresh, stored("fresh"), TTL, later));
+        assert_eq!(
+            m.complete(&fresh, stored("fresh"), TTL, later),
+            Completion::Stored
+        );
     }
 
     #[test]
@@ -545,7 +642,7 @@ mod tests {
         let t0 = Instant::now();
         for n in 0..100 {
             let l = lease(m.acquire(&key(n), fp("a"), "o".into(), IN_FLIGHT, t0));
-            assert!(m.complete(&l, stored("x"), TTL, t0));
+            assert_eq!(m.complete(&l, stored("x"), TTL, t0), Completion::Stored);
         }
         assert_eq!(m.len(), 100);
         let after = t0 + TTL + SWEEP_EVERY;
@@ -571,7 +668,8 @@ mod tests {
                     let m = m.clone();
                     s.spawn(move || {
                         matches!(
-                            m.acquire(&key(9), fp("a"), format!("o{i}"), IN_FLIGHT, now),
+                            m.acquire(&key(9), fp("a"), format!("o{i}"), IN_FLIGHT, now)
+                                .unwrap(),
                             Acquire::Acquired(_)
                         ) as usize
                     })
@@ -594,6 +692,7 @@ mod tests {
             ],
             &k,
             "o".into(),
+            fp("a"),
         )
         .unwrap();
         match r {
@@ -604,7 +703,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(parse_acquire(vec![b"what".to_vec()], &k, "o".into()).is_err());
-        assert!(parse_acquire(vec![b"done".to_vec()], &k, "o".into()).is_err());
+        assert!(parse_acquire(vec![b"what".to_vec()], &k, "o".into(), fp("a")).is_err());
+        assert!(parse_acquire(vec![b"done".to_vec()], &k, "o".into(), fp("a")).is_err());
     }
 }

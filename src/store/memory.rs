@@ -15,4 +15,10 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Drops what has expired in every policy's state and gives the memory back.
+    pub fn sweep(&self) {
+        self.ratelimit.sweep();
+        self.idempotency.sweep();
+    }
 }

@@ -144,6 +144,8 @@ const SHARDS: usize = 64;
 /// is down. Sharded maps (a client touches one shard's lock, briefly, never across an await);
 /// full buckets are swept out as a shard grows, so idle clients cost nothing here either.
 pub struct MemoryBuckets {
+    /// Buckets one shard holds at most.
+    per_shard: usize,
     epoch: Instant,
     hasher: std::collections::hash_map::RandomState,
     shards: Box<[Mutex<Shard>]>,
@@ -155,21 +157,44 @@ struct Shard {
 }
 
 const MIN_SWEEP: usize = 1024;
+/// Buckets held at most (bounded by count as well as by time). Past it, one bucket is dropped to
+/// make room: that client starts again with a full bucket, which errs towards letting a request
+/// through rather than growing without bound under a flood of spoofed or rotating addresses.
+pub const MAX_MEMORY_BUCKETS: usize = 1 << 20;
 
 impl Default for MemoryBuckets {
     fn default() -> Self {
+        Self::with_capacity(MAX_MEMORY_BUCKETS)
+    }
+}
+
+impl MemoryBuckets {
+    /// Holds at most about `max` buckets (rounded to whole shards).
+    fn with_capacity(max: usize) -> Self {
+        let per_shard = (max / SHARDS).max(1);
         MemoryBuckets {
+            per_shard,
             epoch: Instant::now(),
             hasher: Default::default(),
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
                         tats: HashMap::new(),
-                        sweep_at: MIN_SWEEP,
+                        sweep_at: MIN_SWEEP.min(per_shard),
                     })
                 })
                 .collect(),
         }
+    }
+}
+
+impl Shard {
+    fn sweep(&mut self, now: u64, per_shard: usize) {
+        self.tats.retain(|_, tat| *tat > now);
+        if self.tats.capacity() > 4 * self.tats.len().max(64) {
+            self.tats.shrink_to_fit();
+        }
+        self.sweep_at = (self.tats.len() * 2).clamp(MIN_SWEEP.min(per_shard), per_shard);
     }
 }
 
@@ -191,13 +216,33 @@ impl MemoryBuckets {
         let tat = shard.tats.get(&client).copied().unwrap_or(0);
         let v = decide(tat, now, p);
         if v.allowed {
-            shard.tats.insert(client, v.tat);
-            if shard.tats.len() >= shard.sweep_at {
-                shard.tats.retain(|_, tat| *tat > now);
-                shard.sweep_at = (shard.tats.len() * 2).max(MIN_SWEEP);
+            if shard.tats.len() >= shard.sweep_at && !shard.tats.contains_key(&client) {
+                shard.sweep(now, self.per_shard);
+                if shard.tats.len() >= self.per_shard
+                    && let Some(victim) = shard.tats.keys().next().copied()
+                {
+                    shard.tats.remove(&victim);
+                }
             }
+            shard.tats.insert(client, v.tat);
         }
         v
+    }
+
+    /// Drops every full bucket (its TAT is in the past: the same as no bucket) and gives the
+    /// memory back. Run on growth and by the memory store's periodic sweep.
+    pub fn sweep(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX - 1) + 1;
+        self.sweep_at(now);
+    }
+
+    fn sweep_at(&self, now: u64) {
+        for shard in self.shards.iter() {
+            shard
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .sweep(now, self.per_shard);
+        }
     }
 
     #[cfg(test)]
@@ -341,11 +386,211 @@ mod tests {
             b.take_at(IpAddr::from(v6.to_be_bytes()), 100 * SEC, p);
         }
         assert!(b.len() < 3 * n as usize, "{}", b.len());
+        // Once every bucket is full again, a sweep leaves nothing behind.
+        b.sweep_at(1_000 * SEC);
+        assert_eq!(b.len(), 0);
+    }
+
+    #[test]
+    fn memory_buckets_are_bounded_by_count() {
+        let max = SHARDS * 64;
+        let b = MemoryBuckets::with_capacity(max);
+        let p = p(1.0, 5);
+        // Every bucket stays live (not full) for the whole test: only the cap bounds them.
+        for i in 0..(max * 4) as u32 {
+            b.take_at(IpAddr::from(i.to_be_bytes()), SEC, p);
+        }
+        assert!(b.len() <= max, "{}", b.len());
+        assert!(b.len() >= max / 2, "the cap is not a purge: {}", b.len());
     }
 
     #[test]
     fn keys_are_cluster_safe() {
         assert_eq!(key("192.0.2.1".parse().unwrap()), "rl:{192.0.2.1}");
         assert_eq!(key("2001:db8::".parse().unwrap()), "rl:{2001:db8::}");
+    }
+}
+
+/// Property tests (issue #15) for [`decide`]: never more than `burst + rate × T` in any window,
+/// and the numbers it reports (remaining, retry-after, reset) are the ones it then keeps to.
+#[cfg(test)]
+mod proptests {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const SEC: u64 = 1_000_000;
+
+    fn params() -> impl Strategy<Value = (f64, u32)> {
+        (
+            prop_oneof![
+                4 => 0.5f64..200.0,
+                1 => 200.0f64..20_000.0,
+                1 => prop::sample::select(vec![1.0, 3.0, 7.0, 0.3, 1e-3, 999_999.0, 1e7]),
+            ],
+            prop_oneof![3 => 1u32..50, 1 => 50u32..300, 1 => Just(1u32)],
+        )
+    }
+
+    /// Gaps between arrivals, in units of the bucket's interval / 8: bursts at one instant,
+    /// arrivals near the rate, idle stretches.
+    fn gaps() -> impl Strategy<Value = Vec<u64>> {
+        vec(
+            prop_oneof![3 => Just(0u64), 4 => 0u64..24, 1 => 0u64..2000],
+            1..300,
+        )
+    }
+
+    /// The admitted arrival times of one client sending at `start + gaps…`; a refusal must
+    /// leave the bucket as it was (only the clock moved).
+    fn run(p: Params, start: u64, gaps: &[u64]) -> Result<Vec<u64>, TestCaseError> {
+        let step = (p.interval_us / 8).max(1);
+        let mut now = start;
+        let mut tat = 0;
+        let mut admitted = Vec::new();
+        for g in gaps {
+            now += g * step;
+            let v = decide(tat, now, p);
+            if v.allowed {
+                admitted.push(now);
+                tat = v.tat;
+            } else {
+                prop_assert_eq!(v.tat, tat.max(now), "a refusal changed the TAT");
+            }
+        }
+        Ok(admitted)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Over every window [a, b] (a and b admitted arrivals, which is where the worst
+        /// windows start and end), at most `burst + ⌊(b − a) / interval⌋` are admitted, so at
+        /// most BURST + RPS × T with T = b − a: the interval is RPS rounded up to whole µs.
+        #[test]
+        fn no_window_admits_more_than_burst_plus_rate_times_t(
+            (rps, burst) in params(),
+            start in 1u64..1_000_000 * SEC,
+            gaps in gaps(),
+        ) {
+            let p = Params::new(rps, burst);
+            let admitted = run(p, start, &gaps)?;
+            for (i, &a) in admitted.iter().enumerate() {
+                for (j, &b) in admitted.iter().enumerate().skip(i) {
+                    let count = (j - i + 1) as u64;
+                    let t = b - a;
+                    prop_assert!(
+                        count <= p.burst + t / p.interval_us,
+                        "{} admitted in [{}, {}] µs; interval {} µs, burst {}",
+                        count, a, b, p.interval_us, p.burst
+                    );
+                    let by_rps = f64::from(burst.max(1)) + rps * t as f64 / SEC as f64;
+                    prop_assert!(
+                        count as f64 <= by_rps * (1.0 + 1e-12),
+                        "{} admitted in {} µs at {} rps, burst {}", count, t, rps, burst
+                    );
+                }
+            }
+        }
+
+        /// The bound is met by admitting, not by refusing: a full bucket admits exactly
+        /// `burst` at one instant, then one per interval; a client at the rate is never refused.
+        #[test]
+        fn a_full_bucket_admits_burst_and_then_the_rate(
+            (rps, burst) in params(),
+            start in 1u64..1_000_000 * SEC,
+            later in 0u64..400,
+        ) {
+            let p = Params::new(rps, burst);
+            let mut tat = 0;
+            for _ in 0..p.burst {
+                let v = decide(tat, start, p);
+                prop_assert!(v.allowed);
+                tat = v.tat;
+            }
+            prop_assert!(!decide(tat, start, p).allowed);
+            // `later` intervals on: exactly min(later, burst) more at that instant.
+            let now = start + later * p.interval_us;
+            let mut more = 0;
+            loop {
+                let v = decide(tat, now, p);
+                if !v.allowed {
+                    break;
+                }
+                tat = v.tat;
+                more += 1;
+                prop_assert!(more <= p.burst);
+            }
+            prop_assert_eq!(more, later.min(p.burst));
+            // Then exactly at the rate: always admitted.
+            let mut t = now;
+            for _ in 0..50 {
+                t += p.interval_us;
+                let v = decide(tat, t, p);
+                prop_assert!(v.allowed);
+                tat = v.tat;
+            }
+        }
+
+        /// `remaining` is how many more are admitted at that instant; a refusal's retry-after
+        /// is the first instant that is admitted; `reset` is when the bucket is full again.
+        #[test]
+        fn the_reported_numbers_are_kept(
+            (rps, burst) in params(),
+            start in 1u64..1_000_000 * SEC,
+            gaps in gaps(),
+        ) {
+            let p = Params::new(rps, burst);
+            let step = (p.interval_us / 8).max(1);
+            let mut now = start;
+            let mut tat = 0;
+            for g in gaps {
+                now += g * step;
+                let v = decide(tat, now, p);
+                if v.allowed {
+                    prop_assert!(v.remaining < p.burst);
+                    prop_assert_eq!(v.retry_after, Duration::ZERO);
+                    // Exactly `remaining` more now.
+                    let mut t = v.tat;
+                    for _ in 0..v.remaining {
+                        let w = decide(t, now, p);
+                        prop_assert!(w.allowed);
+                        t = w.tat;
+                    }
+                    prop_assert!(!decide(t, now, p).allowed);
+                    tat = v.tat;
+                } else {
+                    prop_assert_eq!(v.remaining, 0);
+                    let retry = u64::try_from(v.retry_after.as_micros()).unwrap_or(u64::MAX);
+                    prop_assert!(retry > 0);
+                    prop_assert!(decide(tat, now + retry, p).allowed);
+                    prop_assert!(!decide(tat, now + retry - 1, p).allowed);
+                }
+                // At `reset` the bucket is full: `burst` admitted at that instant.
+                let reset = u64::try_from(v.reset.as_micros()).unwrap_or(u64::MAX);
+                let full = decide(v.tat, now + reset, p);
+                prop_assert_eq!(full.remaining + 1, p.burst);
+            }
+        }
+
+        /// Any clock values and any parameters: no panic, sane numbers.
+        #[test]
+        fn any_input_is_decided_without_panic(
+            tat in any::<u64>(),
+            now in any::<u64>(),
+            rps in any::<f64>(),
+            burst in any::<u32>(),
+        ) {
+            let p = Params::new(rps, burst);
+            prop_assert!(p.interval_us >= 1 && p.burst >= 1);
+            let v = decide(tat, now, p);
+            if v.allowed {
+                prop_assert!(v.remaining < p.burst);
+                prop_assert!(v.tat >= now);
+            } else {
+                prop_assert_eq!(v.tat, tat.max(now));
+            }
+        }
     }
 }

@@ -119,6 +119,43 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// `WAIT replicas timeout` on the connection that carried the last write to `key` (for a
+    /// cluster: that key's master), so the write is known to be on `replicas` replicas before the
+    /// caller relies on it. Returns how many acknowledged within the store timeout.
+    ///
+    /// WAIT blocks the connection it runs on, and the connection is shared (multiplexed): other
+    /// calls queue behind it for as long as replication takes (sub-millisecond on a healthy
+    /// link, up to the timeout on a broken one). That is the price of `REDIS_WAIT_REPLICAS`.
+    pub async fn wait_replicas(&self, key: &str, replicas: u32) -> Result<u32, StoreError> {
+        let wait_ms = u64::try_from((CALL_TIMEOUT * 4 / 5).as_millis()).unwrap_or(200);
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(replicas).arg(wait_ms);
+        let call = async {
+            match self.conn()? {
+                Conn::Single(mut c) => cmd.query_async::<u32>(&mut c).await.map_err(map_err),
+                Conn::Cluster(mut c) => {
+                    use redis::cluster_routing::{
+                        Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr,
+                    };
+                    let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
+                    let routing =
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                    let v = c.route_command(cmd, routing).await.map_err(map_err)?;
+                    redis::from_redis_value::<u32>(v)
+                        .map_err(|e| StoreError::Protocol(e.to_string()))
+                }
+            }
+        };
+        traced("redis WAIT", "WAIT", async {
+            tokio::time::timeout(CALL_TIMEOUT, call)
+                .await
+                .map_err(|_| StoreError::Timeout)?
+        })
+        .await
+    }
+}
+
 /// Runs `call` inside a client span for the store (issue #7) when the request's trace is
 /// sampled; otherwise as it is, so an unsampled request pays one check, not a span.
 async fn traced<T>(

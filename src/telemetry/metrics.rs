@@ -31,6 +31,10 @@ pub struct Metrics {
     // Policies
     pub ratelimit_decisions: IntCounterVec,
     pub ratelimit_fallback_active: IntGauge,
+    /// 1 while the store answers its health probe (SPEC §2: shown, not a readiness verdict).
+    pub store_up: IntGauge,
+    /// Connections cut because the client was too slow (SPEC §4): `body_timeout`, `write_timeout`.
+    pub slow_client_aborts: IntCounterVec,
     pub overload_shed: IntCounter,
     /// Synced from the log writer when `/metrics` is rendered.
     pub log_lines_dropped: IntCounter,
@@ -138,6 +142,17 @@ impl Metrics {
             ratelimit_fallback_active: single_gauge(
                 "ratelimit_fallback_active",
                 "1 while the store is down and this replica limits with local buckets.",
+            )?,
+            store_up: single_gauge(
+                "store_up",
+                "1 while the store answers the gateway's health probe, 0 while it does not.",
+            )?,
+            slow_client_aborts: counter(
+                "slow_client_aborts_total",
+                "Connections closed because a client was too slow: the request body did not arrive \
+                 within REQUEST_BODY_TIMEOUT (body_timeout), or the response made no write progress \
+                 for RESPONSE_WRITE_TIMEOUT (write_timeout).",
+                &["reason"],
             )?,
             overload_shed: single_counter(
                 "overload_shed_total",

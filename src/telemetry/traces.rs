@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
 use opentelemetry::KeyValue;
-use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_otlp::{RetryPolicy, WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
@@ -32,7 +32,7 @@ use opentelemetry_sdk::trace::{
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::config::TelemetryConfig;
-use crate::middleware::context::TRACEPARENT;
+use crate::middleware::context::{TRACEPARENT, parse_traceparent};
 use crate::upstream::forward::{TRACESTATE, TraceHeaders};
 
 /// Spans waiting for export; past this, new spans are dropped rather than queued.
@@ -123,13 +123,17 @@ impl Traces {
     }
 }
 
-/// The caller's trace context from `traceparent`/`tracestate`, when it sent one.
+/// The caller's trace context from `traceparent`/`tracestate`, when it sent a valid one. Valid is
+/// what [`parse_traceparent`] says, traces on or off: the SDK's propagator alone also takes ids of
+/// the wrong length, a `+` sign or a trailing `-`, and would continue a trace the gateway's own
+/// reading refuses.
 pub fn remote_parent(headers: &HeaderMap) -> Option<opentelemetry::Context> {
-    if !headers.contains_key(&TRACEPARENT) {
-        return None;
-    }
-    let cx =
-        opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
+    opentelemetry::global::get_text_map_propagator(|p| parent_from(p, headers))
+}
+
+fn parent_from(p: &dyn TextMapPropagator, headers: &HeaderMap) -> Option<opentelemetry::Context> {
+    headers.get(&TRACEPARENT).and_then(parse_traceparent)?;
+    let cx = p.extract(&HeaderExtractor(headers));
     cx.span().span_context().is_valid().then_some(cx)
 }
 
@@ -266,5 +270,69 @@ mod tests {
         // ...and a child follows its parent.
         assert_eq!(sample(&remote(true)), SamplingDecision::RecordAndSample);
         assert_eq!(sample(&remote(false)), SamplingDecision::Drop);
+    }
+}
+
+/// Property tests (issue #15): the caller's trace is the same one whether traces are on (the
+/// SDK's propagator reads `traceparent`) or off (`parse_traceparent` does).
+#[cfg(test)]
+mod proptests {
+    #![allow(clippy::unwrap_used)]
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::middleware::context::proptests::{near_traceparents, well_formed};
+
+    fn headers(value: &[u8]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(&TRACEPARENT, HeaderValue::from_bytes(value).unwrap());
+        h
+    }
+
+    /// What the SDK's propagator alone took (issue #15): short ids, signs, a trailing `-`.
+    #[test]
+    fn values_only_the_sdk_took_are_refused() {
+        for bad in [
+            "00-0000000000000000000000000000001-0000000000000001-00",
+            "00-1-1-01",
+            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+            "0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            let h = headers(bad.as_bytes());
+            let sdk = TraceContextPropagator::new().extract(&HeaderExtractor(&h));
+            assert!(sdk.span().span_context().is_valid(), "the SDK takes {bad}");
+            assert!(
+                parent_from(&TraceContextPropagator::new(), &h).is_none(),
+                "{bad}"
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        /// Traces on, the caller's trace is continued exactly when `parse_traceparent` (the
+        /// reading with traces off) accepts the header, and it is the same trace.
+        #[test]
+        fn the_callers_trace_is_the_same_traces_on_or_off(value in near_traceparents()) {
+            prop_assume!(HeaderValue::from_bytes(&value).is_ok());
+            let h = headers(&value);
+            let on = parent_from(&TraceContextPropagator::new(), &h)
+                .map(|cx| cx.span().span_context().trace_id().to_bytes());
+            let off = parse_traceparent(h.get(&TRACEPARENT).unwrap()).map(|t| t.0);
+            prop_assert_eq!(on, off, "{:?}", String::from_utf8_lossy(&value));
+        }
+
+        /// A well-formed caller's trace is continued with its trace id and sampled flag.
+        #[test]
+        fn a_well_formed_parent_is_continued((value, trace) in well_formed()) {
+            let cx = parent_from(&TraceContextPropagator::new(), &headers(value.as_bytes()));
+            let sc = cx.unwrap().span().span_context().clone();
+            prop_assert_eq!(sc.trace_id().to_bytes(), trace.to_be_bytes());
+            let flags = u8::from_str_radix(&value[53..55], 16).unwrap();
+            prop_assert_eq!(sc.is_sampled(), flags & 1 == 1);
+            prop_assert!(sc.is_remote());
+        }
     }
 }

@@ -249,6 +249,49 @@ async fn bad_tokens_are_401_invalid_token_and_never_reach_the_upstream() {
     }
 }
 
+/// Issue #15, findings 1 and 2: validly signed by a trusted key, yet not a JWT the gateway may
+/// accept. serde fills a struct from an array in field order, and a `sub` with a space at either
+/// end would reach the upstream as another user (`X-User-ID:  alice` is read as `alice`).
+#[tokio::test]
+async fn signed_tokens_with_non_object_parts_or_padded_subs_are_401() {
+    let app = spawn_app_on(Backend::Memory).await;
+    let ed = TestKey::ed25519();
+    let now = unix_now();
+    let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": ed.kid}).to_string();
+    let array_claims = json!([
+        now + 3600,
+        null,
+        crate::helpers::TEST_ISSUER,
+        crate::helpers::TEST_AUDIENCE,
+        "alice"
+    ]);
+    let claims = claims_for("alice").to_string();
+    let dup_sub = claims.replacen('{', "{\"sub\":\"mallory\",", 1);
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "claims set is an array",
+            ed.sign_raw(&header, &array_claims.to_string()),
+        ),
+        (
+            "header is an array",
+            ed.sign_raw(&json!(["EdDSA", ed.kid]).to_string(), &claims),
+        ),
+        ("claims set is a string", ed.sign_raw(&header, "\"alice\"")),
+        ("duplicate sub", ed.sign_raw(&header, &dup_sub)),
+        ("leading space in sub", ed.sign(&claims_for(" alice"))),
+        ("trailing space in sub", ed.sign(&claims_for("alice "))),
+        ("tab in sub", ed.sign(&claims_for("\talice"))),
+    ];
+    for (name, token) in &cases {
+        let res = get_with(&app, Some(&format!("Bearer {token}"))).await;
+        assert_eq!(res.status(), 401, "{name}");
+        assert_401(res, INVALID).await;
+    }
+    assert_eq!(app.reservation.count(), 0, "nothing forwarded");
+    // The same key and claims as an object are accepted: the refusals above are about shape.
+    assert_accepted(&app, &format!("Bearer {}", ed.sign_raw(&header, &claims))).await;
+}
+
 #[tokio::test]
 async fn a_hot_token_is_served_from_the_cache() {
     let app = spawn_app_on(Backend::Memory).await;

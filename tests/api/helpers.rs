@@ -63,15 +63,27 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// Extra command-line arguments (e.g. `--replicaof`).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// A replica of the server on `master_port` (for `WAIT`).
+    pub fn start_replica_of(master_port: u16) -> RedisServer {
+        Self::start_with(&["--replicaof", "127.0.0.1", &master_port.to_string()])
+    }
+
+    fn start_with(extra: &[&str]) -> RedisServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut r = RedisServer {
             port: free_port(),
             child: None,
             dir,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         };
         r.launch();
         r
@@ -93,6 +105,7 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -688,6 +701,17 @@ impl TestKey {
         let mut header = jsonwebtoken::Header::new(self.alg);
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.key).expect("sign")
+    }
+
+    /// A compact JWS over exactly these header and claims bytes, validly signed by this key
+    /// (for documents serde would never write: arrays, duplicate members).
+    pub fn sign_raw(&self, header: &str, claims: &str) -> String {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let message = format!("{}.{}", b64.encode(header), b64.encode(claims));
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &self.key, self.alg).expect("sign");
+        format!("{message}.{signature}")
     }
 }
 

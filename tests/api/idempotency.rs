@@ -502,3 +502,157 @@ async fn redis_records_hide_the_caller_and_carry_a_ttl() {
     let done_ttl: i64 = redis.cli(&["PTTL", &record]).trim().parse().unwrap();
     assert!((7_000..=60_000).contains(&done_ttl), "{done_ttl}");
 }
+
+store_contract!(a_write_whose_answer_is_over_max_body_size_runs_once);
+
+/// Issue #15 finding 5: exactly-once must not depend on the size of the answer. The first
+/// answer passes in full; the record keeps its status without the body (SPEC §6).
+async fn a_write_whose_answer_is_over_max_body_size_runs_once(b: Backend) {
+    let app = spawn_app_with(AppOptions::new(b).env("MAX_BODY_SIZE", "4096")).await;
+    app.reservation.set_padding(8 * 1024);
+    let key = new_key();
+    let body = json!({"event_id": "e1", "seats": 1});
+    let res = write(&app, CREATE, "user-1", &key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert!(!replayed(&res));
+    let first = res.bytes().await.unwrap();
+    assert!(first.len() > 8 * 1024, "the client gets the whole answer");
+    let res = write(&app, CREATE, "user-1", &key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert!(replayed(&res));
+    assert_eq!(
+        res.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    assert!(
+        res.bytes().await.unwrap().is_empty(),
+        "status without the body"
+    );
+    assert_eq!(app.reservation.count(), 1, "the reservation was made once");
+}
+
+/// Issue #15 finding 6: Redis loses its data (FLUSHALL, a restart without persistence, a
+/// failover to a replica that never saw the record) while the write is at the upstream. The
+/// completion writes the record anew, so the retry replays instead of paying twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_lost_while_the_write_is_upstream_is_written_anew() {
+    let app =
+        spawn_app_with(AppOptions::new(Backend::Redis).env("UPSTREAM_PAYMENT_TIMEOUT", "10s"))
+            .await;
+    app.payment.set_delay(Duration::from_millis(1500));
+    let key = new_key();
+    let body = json!({"amount": 4200, "currency": "EUR"});
+    let first = tokio::spawn(write(&app, INTENT, "user-1", &key, &body).send());
+    // Once the payment is at the upstream, the store forgets everything.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while app.payment.count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "never forwarded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let redis = app.redis.as_ref().unwrap();
+    assert_eq!(redis.cli(&["FLUSHALL"]).trim(), "OK");
+    let res = first.await.unwrap().unwrap();
+    assert_eq!(res.status(), 200);
+    let original = json(res).await;
+    app.payment.set_delay(Duration::ZERO);
+    let res = write(&app, INTENT, "user-1", &key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(replayed(&res), "the retry is a replay");
+    assert_eq!(json(res).await, original);
+    assert_eq!(app.payment.count(), 1, "the payment ran once");
+    let outcomes = &app.state.metrics.idempotency_outcomes;
+    assert_eq!(outcomes.with_label_values(&["restored"]).get(), 1);
+}
+
+/// The other side of finding 6: when another request took the key after the record vanished,
+/// the late completion leaves the newer record alone, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_completion_never_overwrites_a_newer_record() {
+    let app =
+        spawn_app_with(AppOptions::new(Backend::Redis).env("UPSTREAM_PAYMENT_TIMEOUT", "10s"))
+            .await;
+    app.payment.set_delay(Duration::from_millis(1500));
+    let key = new_key();
+    let body = json!({"amount": 1, "currency": "EUR"});
+    let first = tokio::spawn(write(&app, INTENT, "user-1", &key, &body).send());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while app.payment.count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "never forwarded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.redis.as_ref().unwrap().cli(&["FLUSHALL"]);
+    // The key is free again: a retry now takes it (and is forwarded; the store forgot).
+    app.payment.set_delay(Duration::from_millis(3000));
+    let second = tokio::spawn(write(&app, INTENT, "user-1", &key, &body).send());
+    while app.payment.count() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retry never forwarded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(first.await.unwrap().unwrap().status(), 200);
+    let outcomes = &app.state.metrics.idempotency_outcomes;
+    assert_eq!(outcomes.with_label_values(&["superseded"]).get(), 1);
+    let second = second.await.unwrap().unwrap();
+    assert_eq!(second.status(), 200);
+    let newer = json(second).await;
+    let res = write(&app, INTENT, "user-1", &key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert!(replayed(&res));
+    assert_eq!(json(res).await, newer, "the newer record stayed");
+}
+
+/// `REDIS_WAIT_REPLICAS` (SPEC §6): with a replica the write goes through; without one to
+/// acknowledge, 503 and nothing forwarded (and the key is free for the retry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_wait_replicas_forwards_only_what_replicas_hold() {
+    let app = spawn_app_with(AppOptions::new(Backend::Redis).env("REDIS_WAIT_REPLICAS", "1")).await;
+    let body = json!({"amount": 1, "currency": "EUR"});
+    let key = new_key();
+    let res = write(&app, INTENT, "user-1", &key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 503, "UPSTREAM_UNAVAILABLE").await;
+    assert_eq!(
+        app.payment.count(),
+        0,
+        "nothing forwarded without a replica"
+    );
+    let master = app.redis.as_ref().unwrap().port;
+    let replica = tokio::task::spawn_blocking(move || RedisServer::start_replica_of(master))
+        .await
+        .unwrap();
+    // Wait for the replica to be in sync.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !replica
+        .cli(&["INFO", "replication"])
+        .contains("master_link_status:up")
+    {
+        assert!(std::time::Instant::now() < deadline, "replica never synced");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let res = write(&app, INTENT, "user-1", &key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        200,
+        "the same key runs once a replica holds the record"
+    );
+    assert_eq!(app.payment.count(), 1);
+    drop(replica);
+}

@@ -12,8 +12,10 @@ mod input;
 mod listener;
 mod observability;
 mod openapi;
+mod outages;
 mod proxy;
 mod queue;
 mod ratelimit;
+mod slow_clients;
 
 mod routing;

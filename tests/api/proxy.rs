@@ -457,10 +457,16 @@ async fn bodies_over_max_body_size_are_413_and_never_forwarded() {
     assert_eq!(res.status(), 201);
 }
 
+/// SPEC §2: a store outage after start is reported (body, gauge), not a readiness verdict, so
+/// Kubernetes does not take every replica out of rotation at once.
 #[tokio::test]
-async fn readyz_follows_the_store() {
+async fn a_store_outage_shows_in_readyz_but_keeps_the_replica_ready() {
     let mut app = spawn_app_on(Backend::Redis).await;
-    assert_eq!(app.get("/readyz").send().await.unwrap().status(), 200);
+    let res = app.get("/readyz").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body = json(res).await;
+    assert_eq!(body["store"], "up");
+    assert_eq!(body["store_backend"], "redis");
     let mut redis = app.redis.take().unwrap();
     tokio::task::spawn_blocking(move || {
         redis.stop();
@@ -469,9 +475,25 @@ async fn readyz_follows_the_store() {
     .await
     .map(|r| app.redis = Some(r))
     .unwrap();
-    let res = app.get("/readyz").send().await.unwrap();
-    assert_eq!(res.status(), 503);
-    assert_eq!(json(res).await["status"], "not_ready");
+    // The probe runs every second: within a few the outage shows, and the replica stays ready.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let res = app.get("/readyz").send().await.unwrap();
+        assert_eq!(
+            res.status(),
+            200,
+            "a store outage never makes the replica unready"
+        );
+        if json(res).await["store"] == "down" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the outage never showed in /readyz"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(app.metrics_text().await.contains("\nstore_up 0\n"));
     // Liveness does not depend on the store.
     assert_eq!(app.get("/healthz").send().await.unwrap().status(), 200);
     let mut redis = app.redis.take().unwrap();
@@ -483,7 +505,44 @@ async fn readyz_follows_the_store() {
         .await
         .unwrap(),
     );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while json(app.get("/readyz").send().await.unwrap()).await["store"] != "up" {
+        assert!(Instant::now() < deadline, "the store never showed as back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(app.metrics_text().await.contains("\nstore_up 1\n"));
+}
+
+/// SPEC §2: before the store has answered once, the replica is not ready.
+#[tokio::test]
+async fn a_replica_whose_store_never_answered_is_not_ready() {
+    let mut redis = crate::helpers::RedisServer::start();
+    redis.stop();
+    let app = spawn_app_with(
+        AppOptions::new(Backend::Redis)
+            .redis(format!("127.0.0.1:{}", redis.port))
+            .no_wait_ready(),
+    )
+    .await;
+    // Once the JWKS is in, the store is what it waits for.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let res = app.get("/readyz").send().await.unwrap();
+        assert_eq!(res.status(), 503);
+        if json(res).await["reason"] == "store has not answered yet" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never waited for the store");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let redis = tokio::task::spawn_blocking(move || {
+        redis.restart();
+        redis
+    })
+    .await
+    .unwrap();
     app.wait_ready().await;
+    drop(redis);
 }
 
 #[tokio::test]

@@ -98,6 +98,7 @@ async fn every_dashboard_panel_query_returns_data_from_a_real_prometheus() {
         "upstream_circuit_open",
         "ratelimit_decisions_total",
         "ratelimit_fallback_active",
+        "store_up",
         "idempotency_outcomes_total",
         "jwt_verifications_total",
         "jwks_fetches_total",
