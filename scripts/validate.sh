@@ -80,6 +80,10 @@ cargo run -q --bin gateway -- --print-openapi > target/openapi.json
 "$venv/bin/openapi-spec-validator" target/openapi.json
 
 echo "validate: Kubernetes manifests (kubectl kustomize)"
+if ! kubectl kustomize --help >/dev/null 2>&1; then
+  echo "validate: needs kubectl >= 1.21 for \`kubectl kustomize\` (components); install it first" >&2
+  exit 1
+fi
 kubectl kustomize deploy/k8s > target/k8s.yaml
 kubectl kustomize deploy/k8s-with-monitoring > target/k8s-with-monitoring.yaml
 "$venv/bin/kubernetes-validate" --strict --quiet -k 1.30.0 target/k8s.yaml
