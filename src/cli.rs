@@ -105,8 +105,10 @@ pub fn check_config(loaded: &Result<Config, ConfigErrors>) -> ExitCode {
             (false, VarDefault::Unset) => "unset".to_owned(),
             (false, VarDefault::Value(_)) => "default".to_owned(),
         };
-        let line = match (set, v.default) {
-            (false, VarDefault::Computed(_) | VarDefault::Unset) => format!("{}=", v.name),
+        let computed = loaded.as_ref().ok().and_then(|c| computed(v.name, c));
+        let line = match (set, v.default, computed) {
+            (false, VarDefault::Computed(_), Some(now)) => format!("{}={now}", v.name),
+            (false, VarDefault::Computed(_) | VarDefault::Unset, _) => format!("{}=", v.name),
             _ => format!("{}={value}", v.name),
         };
         out.push_str(&format!("{line:<width$}  # {origin}\n"));
@@ -138,6 +140,21 @@ pub fn config_errors(errors: &ConfigErrors) -> String {
         text.push_str(&format!("  {e}\n"));
     }
     text
+}
+
+/// What a computed default comes to on this machine, where `--check-config` can know it (the
+/// log format depends on the serving process's stdout, so it is not guessed here).
+fn computed(name: &str, c: &Config) -> Option<String> {
+    match name {
+        "SERVICE_VERSION" => Some(c.telemetry.service_version.clone()),
+        "WORKER_THREADS" => Some(
+            c.worker_threads
+                .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+                .unwrap_or(1)
+                .to_string(),
+        ),
+        _ => None,
+    }
 }
 
 /// One line on what the configuration amounts to.
