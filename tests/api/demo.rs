@@ -95,6 +95,22 @@ async fn the_demo_banner_lines_work_when_pasted_in_order() {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
 
+    // The demo mints tokens for other users too (the banner says how).
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let res = client
+        .get(format!("http://127.0.0.1:{port}/demo/token?sub=user-456"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let minted: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(minted["sub"], "user-456");
+    assert!(
+        minted["access_token"]
+            .as_str()
+            .is_some_and(|t| t.split('.').count() == 3)
+    );
+
     // Ctrl-C: no SHUTDOWN_DELAY in the demo, so it is gone in well under the production 5 s.
     let sent = Instant::now();
     let _ = Command::new("kill")
