@@ -18,6 +18,8 @@ fi
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
 
 cargo fmt --all -- --check
+# Imports point down (STYLE.md, issue #16): no two files of src/ import each other in a cycle.
+python3 scripts/import_cycles.py
 cargo clippy --all-targets -- -D warnings
 # The memory-churn test pushes 200,000 requests through a gateway process and measures its RSS:
 # it runs alone afterwards, so it neither slows nor is disturbed by the rest.

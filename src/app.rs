@@ -21,13 +21,14 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use self::slow_client::{DeadlineBody, WriteDeadline};
+use self::slow_client::WriteDeadline;
+use crate::body::DeadlineBody;
 use crate::config::Config;
+use crate::framing;
 use crate::router::router;
 use crate::state::{AppState, StateError};
 use crate::store::Store;
 
-pub mod framing;
 pub mod slow_client;
 
 /// SPEC §4: the request line and headers together.

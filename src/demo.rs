@@ -7,31 +7,16 @@
 //! collector to fail to reach), Ctrl-C stops at once (no `SHUTDOWN_DELAY`: no load balancer
 //! to tell), and the banner's lines, pasted in order, walk every route group (a test runs them).
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::Json;
-use axum::Router;
-use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use std::time::Duration;
 
 use crate::app::App;
-use crate::config::{Config, JwtConfig};
-use crate::error::ApiError;
-use crate::jwt::{ClaimRules, Claims, check_claims};
+use crate::config::Config;
+pub use crate::jwt::dev::DEMO_TOKEN_TTL;
 use crate::mock_upstream::{MockUpstream, Role};
-use crate::state::AppState;
 
 pub const DEMO_ISSUER: &str = "gateway-demo";
 pub const DEMO_AUDIENCE: &str = "gateway-api";
-const DEMO_KID: &str = "demo-ed25519";
-/// Demo tokens live this long.
-pub const DEMO_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Applies what `--demo` means to a configuration: demo routes on, a generated key trusted
 /// instead of a remote JWKS, signatures always checked, no shutdown delay, traces only to a
@@ -124,112 +109,4 @@ The trusted JWKS:       curl -s {base}/demo/jwks.json
 Try the waiting room's gate: QUEUE_REQUIRE_ADMISSION=true cargo run --release -- --demo
 "#
     )
-}
-
-/// The demo's own identity provider: an Ed25519 key made at start-up and its JWKS.
-pub struct DemoIssuer {
-    key: EncodingKey,
-    jwk: Value,
-    issuer: String,
-    audience: String,
-}
-
-impl DemoIssuer {
-    /// A fresh key. Issuer and audience come from the config (`configure` sets the demo's).
-    pub fn generate(config: &JwtConfig) -> Result<Self, jsonwebtoken::errors::Error> {
-        // PKCS#8 v1 wrapping of a raw Ed25519 seed (RFC 8410): a fixed 16-byte prefix.
-        const PREFIX: [u8; 16] = [
-            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
-            0x04, 0x20,
-        ];
-        let seed: [u8; 32] = rand::random();
-        let mut der = PREFIX.to_vec();
-        der.extend_from_slice(&seed);
-        let key = EncodingKey::from_ed_der(&der);
-        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA)?;
-        jwk.common.key_id = Some(DEMO_KID.to_owned());
-        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-        let jwk = serde_json::to_value(&jwk)?;
-        Ok(DemoIssuer {
-            key,
-            jwk,
-            issuer: config
-                .issuer
-                .clone()
-                .unwrap_or_else(|| DEMO_ISSUER.to_owned()),
-            audience: config
-                .audience
-                .clone()
-                .unwrap_or_else(|| DEMO_AUDIENCE.to_owned()),
-        })
-    }
-
-    pub fn jwks(&self) -> Value {
-        json!({ "keys": [self.jwk] })
-    }
-
-    /// A signed token for `sub`, valid for `ttl`.
-    pub fn mint(&self, sub: &str, ttl: Duration) -> Result<String, jsonwebtoken::errors::Error> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(DEMO_KID.to_owned());
-        let claims = json!({
-            "sub": sub,
-            "iss": self.issuer,
-            "aud": self.audience,
-            "iat": now,
-            "exp": now + ttl.as_secs(),
-        });
-        jsonwebtoken::encode(&header, &claims, &self.key)
-    }
-}
-
-/// `/demo/token` and `/demo/jwks.json` when `enabled` (demo mode), nothing otherwise.
-pub fn routes(enabled: bool) -> Router<Arc<AppState>> {
-    if !enabled {
-        return Router::new();
-    }
-    Router::new()
-        .route("/demo/token", get(token))
-        .route("/demo/jwks.json", get(jwks))
-}
-
-#[derive(Deserialize)]
-struct TokenQuery {
-    sub: Option<String>,
-}
-
-async fn token(
-    State(state): State<Arc<AppState>>,
-    query: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(q) = query?;
-    let issuer = state.demo.as_ref().ok_or(ApiError::NotFound)?;
-    let sub = q.sub.unwrap_or_else(|| "user-123".to_owned());
-    // The same rule the verifier applies to `sub`, so a minted token always verifies.
-    let probe = Claims {
-        exp: Some(json!(u64::MAX / 2)),
-        sub: Some(json!(sub)),
-        ..Claims::default()
-    };
-    check_claims(&probe, &ClaimRules::default(), 0)
-        .map_err(|_| ApiError::BadRequest("sub: 1-256 printable ASCII characters"))?;
-    let token = issuer.mint(&sub, DEMO_TOKEN_TTL).map_err(|e| {
-        tracing::error!(error = %e, "demo token signing failed");
-        ApiError::Internal
-    })?;
-    Ok(Json(json!({
-        "access_token": token,
-        "token_type": "Bearer",
-        "expires_in": DEMO_TOKEN_TTL.as_secs(),
-        "sub": sub,
-    }))
-    .into_response())
-}
-
-async fn jwks(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let issuer = state.demo.as_ref().ok_or(ApiError::NotFound)?;
-    Ok(Json(issuer.jwks()))
 }

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
-use crate::middleware::context;
+use crate::telemetry::trace_context;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -136,7 +136,7 @@ pub fn retry_after_secs(d: Duration) -> u64 {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let trace_id = context::current_trace_id();
+        let trace_id = trace_context::current_trace_id();
         let message = self.to_string();
         let body = ErrorBody {
             error: ErrorDetail {

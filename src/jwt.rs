@@ -31,6 +31,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::config::JwtConfig;
+
+pub mod dev;
 use crate::telemetry::Metrics;
 
 /// Tokens longer than this are refused before any parsing (a JWT is typically under 2 KiB).

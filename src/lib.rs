@@ -1,6 +1,12 @@
 //! gateway-api: the single entry point of the ticket-booking platform.
 //!
-//! Map of the crate (the life of a request is told in `router.rs`):
+//! Map of the crate (the life of a request is told in `router.rs`). Imports point down: a module
+//! uses only those below it in this order (checked by `scripts/import_cycles.py`): `headers`,
+//! `framing`, `config`, `error`, `body`, `telemetry`, `store`, `jwt`, `queue`, `upstream` →
+//! `middleware` → `state` → `routes` → `router` → `app` → `demo`/`main`.
+//! - `headers`: every header name of SPEC §3/§5/§6/§7, once.
+//! - `framing`: request-framing refusals the socket's bytes show (SPEC §4).
+//! - `body`: request bodies within their size and time limits (SPEC §4).
 //! - `app`: binds the listener, serves, shuts down gracefully.
 //! - `build_info`: version, git sha and build time baked in by `build.rs`.
 //! - `cli`: the `gateway` command line (clap): flags, `--help` with every variable.
@@ -19,11 +25,14 @@
 //! - `demo`: `--demo`, the whole stack in one process.
 //! - `openapi`: the OpenAPI 3.1 document of every public route, served at `/openapi.json`.
 pub mod app;
+pub mod body;
 pub mod build_info;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod framing;
+pub mod headers;
 pub mod jwt;
 pub mod middleware;
 pub mod mock_upstream;

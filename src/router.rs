@@ -22,7 +22,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::Config;
-use crate::demo;
+
 use crate::error::ApiError;
 use crate::middleware::auth::AuthLayer;
 use crate::middleware::context;
@@ -31,7 +31,7 @@ use crate::middleware::overload::OverloadLayer;
 use crate::middleware::ratelimit::RateLimitLayer;
 use crate::openapi;
 use crate::openapi::docs;
-use crate::routes::{health, payments, queue, reservations};
+use crate::routes::{demo, health, payments, queue, reservations};
 use crate::state::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -49,7 +49,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/payment/intent", post(payments::create_intent))
         // Exactly-once: replay, 409 or run; inside auth so a record belongs to the caller.
-        .route_layer(IdempotencyLayer::new(&state));
+        .route_layer(idempotency(&state));
 
     let reads = Router::new()
         .route("/api/v1/reservations/{id}", get(reservations::get))
@@ -66,7 +66,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let queue_enter = Router::new()
         .route("/api/v1/queue/enter", post(queue::enter))
         // A write: a retry with the same key replays the grant instead of spending a new place.
-        .route_layer(IdempotencyLayer::new(&state));
+        .route_layer(idempotency(&state));
     let queue_identified = Router::new()
         .route("/api/v1/queue/join", post(queue::join))
         .merge(queue_enter)
@@ -116,13 +116,26 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(
             ServiceBuilder::new()
                 // Request id, trace id, client address, security headers: every response has them.
-                .layer(from_fn_with_state(state.clone(), context::layer))
+                .layer(from_fn_with_state(context_settings(&state), context::layer))
                 // A bug becomes a JSON 500, never a dropped connection.
                 .layer(CatchPanicLayer::custom(panic_response))
                 // Preflights are answered before any policy runs.
                 .option_layer(cors(&state.config)),
         )
         .with_state(state)
+}
+
+/// Exactly-once writes (SPEC §6), built from the parts the layer needs.
+fn idempotency(state: &AppState) -> IdempotencyLayer {
+    IdempotencyLayer::new(state.store.clone(), state.metrics.clone(), &state.config)
+}
+
+fn context_settings(state: &AppState) -> Arc<context::Settings> {
+    Arc::new(context::Settings {
+        metrics: state.metrics.clone(),
+        trusted_proxies: state.config.trusted_proxies.clone(),
+        trace_sampling: state.config.telemetry.trace_sampling,
+    })
 }
 
 async fn not_found() -> ApiError {

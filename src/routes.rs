@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use bytes::Bytes;
 use http::Method;
 use tracing::Instrument;
 
+use crate::body::read_body;
 use crate::error::ApiError;
 use crate::middleware::auth::Caller;
 use crate::middleware::client_ip;
@@ -20,6 +20,7 @@ use crate::telemetry::traces;
 use crate::upstream::forward::upstream_headers;
 use crate::upstream::{Outbound, Upstream, UpstreamError};
 
+pub mod demo;
 pub mod health;
 pub mod input;
 pub mod payments;
@@ -40,23 +41,6 @@ pub fn valid_id(id: &str) -> Result<&str, ApiError> {
             "invalid id: expected 1-128 characters of A-Z a-z 0-9 _ -",
         ))
     }
-}
-
-/// Reads the whole request body, refusing more than `max` bytes with 413.
-pub async fn read_body(body: Body, max: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, max).await.map_err(|e| {
-        if crate::app::slow_client::is_body_timeout(&e) {
-            return ApiError::RequestTimeout;
-        }
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        while let Some(err) = source {
-            if err.is::<http_body_util::LengthLimitError>() {
-                return ApiError::PayloadTooLarge;
-            }
-            source = err.source();
-        }
-        ApiError::BadRequest("could not read the request body")
-    })
 }
 
 /// Forwards `req` to `upstream` at `path` (query string kept), body unchanged.
@@ -111,7 +95,8 @@ pub async fn proxy_parts(
     let trace = traces::propagation_headers(&span, ctx.trace_id.0, &parts.headers);
     let headers = upstream_headers(
         &parts.headers,
-        ctx,
+        &ctx.request_id,
+        ctx.peer_ip,
         caller.map(|c| c.user_id()),
         &trace,
         trusted_peer,

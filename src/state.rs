@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
-use crate::demo::DemoIssuer;
 use crate::jwt::JwtVerifier;
+use crate::jwt::dev::DemoIssuer;
 use crate::middleware::{overload, ratelimit::Limiter};
 use crate::queue::EventLabels;
 use crate::store::Store;

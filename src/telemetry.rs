@@ -2,11 +2,13 @@
 //! - `logs`: JSON (or, on a terminal, text) lines on stdout, `LOG_LEVEL`, `LOG_FORMAT`; installs the
 //!   one global subscriber.
 //! - `traces`: OpenTelemetry over OTLP gRPC: sampler, propagator, batch export, flush.
+//! - `trace_context`: the request's trace id, `traceparent` parsing, the task-local.
 //! - `access`: the per-request access line and the hook later layers report into.
 //! - `metrics`: the one Prometheus registry and every metric family the gateway exports.
 pub mod access;
 pub mod logs;
 pub mod metrics;
+pub mod trace_context;
 pub mod traces;
 
 pub use access::AccessLog;

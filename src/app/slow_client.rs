@@ -1,105 +1,18 @@
-//! Bounds on slow clients (SPEC §4): a client never holds an in-flight slot, an upstream
-//! connection or a task for longer than the configured time because it sends or reads slowly.
-//!
-//! - [`DeadlineBody`] wraps a request body: the whole body must arrive by the deadline, else it
-//!   ends with [`BodyTimeout`], which the handler reading it turns into 408 `REQUEST_TIMEOUT` (and
-//!   the connection is closed). The timer exists only once a read would wait: a body that arrives
-//!   with its head, or no body at all, costs no timer.
-//! - [`WriteDeadline`] wraps the accepted socket: a write (or flush) that makes no progress for
+//! A bound on clients that stop reading (SPEC §4): [`WriteDeadline`] wraps the accepted socket: a write (or flush) that makes no progress for
 //!   `RESPONSE_WRITE_TIMEOUT` fails with `TimedOut`, so hyper abandons the connection and drops the
 //!   response body, which releases the in-flight permit and the upstream connection it held.
 //!
-//! Not here: the head deadline and head size (hyper's, `app.rs`).
+//! Not here: the request body's deadline (`body.rs`); the head deadline and head size (hyper's,
+//! `app.rs`).
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
-
-/// The request body did not arrive within `REQUEST_BODY_TIMEOUT`.
-#[derive(Debug, thiserror::Error)]
-#[error("the request body did not arrive in time")]
-pub struct BodyTimeout;
-
-/// A request body that must be complete by a deadline.
-pub struct DeadlineBody<B> {
-    inner: B,
-    deadline: Instant,
-    /// Armed on the first read that has to wait.
-    timer: Option<Pin<Box<Sleep>>>,
-    aborts: IntCounter,
-    expired: bool,
-}
-
-impl<B> DeadlineBody<B> {
-    pub fn new(inner: B, timeout: Duration, aborts: IntCounter) -> Self {
-        DeadlineBody {
-            inner,
-            deadline: Instant::now() + timeout,
-            timer: None,
-            aborts,
-            expired: false,
-        }
-    }
-}
-
-impl<B> Body for DeadlineBody<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<axum::BoxError>,
-{
-    type Data = Bytes;
-    type Error = axum::BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = &mut *self;
-        if this.expired {
-            return Poll::Ready(Some(Err(BodyTimeout.into())));
-        }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
-            Poll::Pending => {
-                let deadline = this.deadline;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                ready!(timer.as_mut().poll(cx));
-                this.expired = true;
-                this.aborts.inc();
-                Poll::Ready(Some(Err(BodyTimeout.into())))
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// Whether `err` (or any error it wraps) is a [`BodyTimeout`].
-pub fn is_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(err);
-    while let Some(e) = source {
-        if e.is::<BodyTimeout>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
-}
 
 /// A socket whose writes must make progress: `timeout` without any byte written fails the write.
 pub struct WriteDeadline<IO> {
@@ -203,38 +116,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<IO> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use http_body_util::BodyExt;
     use tokio::io::AsyncWriteExt;
 
     fn counter() -> IntCounter {
         IntCounter::new("t", "t").unwrap()
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_body_that_never_completes_ends_with_body_timeout_at_the_deadline() {
-        // One byte, then nothing more (the sender stays open: a trickle that stopped).
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, io::Error>>(1);
-        tx.send(Ok(Frame::data(Bytes::from_static(b"a"))))
-            .await
-            .unwrap();
-        let body = http_body_util::StreamBody::new(receiver_stream(rx));
-        let aborts = counter();
-        let body = DeadlineBody::new(body, Duration::from_secs(10), aborts.clone());
-        let err = body.collect().await.unwrap_err();
-        assert!(is_body_timeout(&*err), "{err}");
-        assert_eq!(aborts.get(), 1);
-        drop(tx);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_complete_body_needs_no_timer() {
-        let body = DeadlineBody::new(
-            http_body_util::Full::new(Bytes::from_static(b"whole")),
-            Duration::from_secs(10),
-            counter(),
-        );
-        let bytes = body.collect().await.unwrap().to_bytes();
-        assert_eq!(&bytes[..], b"whole");
     }
 
     #[tokio::test(start_paused = true)]
@@ -260,11 +145,5 @@ mod tests {
         let err = w.write_all(&[0; 16]).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert_eq!(aborts.get(), 1);
-    }
-
-    fn receiver_stream(
-        mut rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, io::Error>>,
-    ) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, io::Error>> {
-        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
     }
 }

@@ -22,16 +22,14 @@ use prometheus::IntGauge;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::app::framing;
 use crate::error::ApiError;
+use crate::framing;
+use crate::headers::{TRACEPARENT, X_REQUEST_ID, X_TRACE_ID};
 use crate::middleware::client_ip;
-use crate::state::AppState;
+use crate::telemetry::Metrics;
 use crate::telemetry::access::{self, AccessLog};
+use crate::telemetry::trace_context::{self, TraceId, parse_traceparent};
 use crate::telemetry::traces;
-
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub static X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
-pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// SPEC §4: a request target over 8 KiB is refused with 414.
 pub const MAX_URI_LEN: usize = 8 * 1024;
@@ -47,73 +45,6 @@ pub struct RequestContext {
     pub peer_ip: IpAddr,
     /// The route template (`/api/v1/reservations/{id}`) or `unmatched`.
     pub route: Arc<str>,
-}
-
-/// A W3C trace id (16 bytes, never all zero).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TraceId(pub [u8; 16]);
-
-impl TraceId {
-    pub fn random() -> Self {
-        loop {
-            let bytes: [u8; 16] = rand::random();
-            if bytes != [0; 16] {
-                return TraceId(bytes);
-            }
-        }
-    }
-
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-}
-
-tokio::task_local! {
-    static CURRENT_TRACE_ID: TraceId;
-}
-
-/// The trace id of the request being served on this task, or a fresh one outside any request
-/// (an error body always carries some id).
-pub fn current_trace_id() -> String {
-    CURRENT_TRACE_ID
-        .try_with(|t| t.to_hex())
-        .unwrap_or_else(|_| TraceId::random().to_hex())
-}
-
-/// Parses `traceparent` (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`); returns the
-/// trace id when the header is well formed and the ids are not all zero.
-pub fn parse_traceparent(value: &HeaderValue) -> Option<TraceId> {
-    let s = value.to_str().ok()?;
-    let mut parts = s.split('-');
-    let version = parts.next()?;
-    let trace = parts.next()?;
-    let span = parts.next()?;
-    let flags = parts.next()?;
-    if version.len() != 2
-        || version == "ff"
-        || trace.len() != 32
-        || span.len() != 16
-        || flags.len() != 2
-    {
-        return None;
-    }
-    if version == "00" && parts.next().is_some() {
-        return None;
-    }
-    let is_lower_hex = |p: &str| {
-        p.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    if ![version, trace, span, flags]
-        .iter()
-        .all(|p| is_lower_hex(p))
-        || span.bytes().all(|b| b == b'0')
-    {
-        return None;
-    }
-    let mut id = [0u8; 16];
-    hex::decode_to_slice(trace, &mut id).ok()?;
-    (id != [0; 16]).then_some(TraceId(id))
 }
 
 /// The client's `X-Request-ID` when it is 1–128 characters of `[A-Za-z0-9._-]` (SPEC §3).
@@ -144,7 +75,14 @@ const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
 ];
 
 /// The outermost middleware (see the module docs).
-pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+/// What the request context reads, handed to it by the router.
+pub struct Settings {
+    pub metrics: Arc<Metrics>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub trace_sampling: f64,
+}
+
+pub async fn layer(State(state): State<Arc<Settings>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let metrics = &state.metrics;
     let _in_flight = InFlight::enter(&metrics.http_in_flight);
@@ -153,7 +91,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let client_ip = client_ip::resolve(peer, req.headers(), &state.config.trusted_proxies);
+    let client_ip = client_ip::resolve(peer, req.headers(), &state.trusted_proxies);
     let request_id = valid_request_id(req.headers()).unwrap_or_else(new_request_id);
     let route: Arc<str> = match req.extensions().get::<MatchedPath>() {
         Some(p) => Arc::from(p.as_str()),
@@ -165,7 +103,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
     // With traces off the span is disabled and the id comes from `traceparent` or is new.
     // Sampling is decided first (`traces::decide`): an unsampled request opens no span at all.
     let parent = traces::remote_parent(req.headers());
-    let traced = traces::decide(parent.as_ref(), state.config.telemetry.trace_sampling);
+    let traced = traces::decide(parent.as_ref(), state.trace_sampling);
     let span = if !traced {
         tracing::Span::none()
     } else {
@@ -203,24 +141,23 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
     req.extensions_mut().insert(ctx);
     req.extensions_mut().insert(access.clone());
 
-    let mut res = CURRENT_TRACE_ID
-        .scope(
-            trace_id,
-            async move {
-                if uri_len(req.uri()) > MAX_URI_LEN {
-                    return ApiError::UriTooLong.into_response();
-                }
-                if req.extensions().get::<framing::Refused>().is_some() {
-                    let mut res = ApiError::BadRequest("ambiguous request framing").into_response();
-                    res.headers_mut()
-                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                    return res;
-                }
-                next.run(req).await
+    let mut res = trace_context::with_trace_id(
+        trace_id,
+        async move {
+            if uri_len(req.uri()) > MAX_URI_LEN {
+                return ApiError::UriTooLong.into_response();
             }
-            .instrument(span.clone()),
-        )
-        .await;
+            if req.extensions().get::<framing::Refused>().is_some() {
+                let mut res = ApiError::BadRequest("ambiguous request framing").into_response();
+                res.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return res;
+            }
+            next.run(req).await
+        }
+        .instrument(span.clone()),
+    )
+    .await;
 
     let status = res.status();
     span.record("http.response.status_code", status.as_u16());
@@ -308,39 +245,10 @@ fn uri_len(uri: &http::Uri) -> usize {
         + uri.authority().map_or(0, |a| a.as_str().len())
 }
 
-/// Runs `fut` with `trace_id` as the current trace id (for code that builds error responses
-/// outside the router, such as the listener's own refusals and tests).
-pub async fn with_trace_id<F: std::future::Future>(trace_id: TraceId, fut: F) -> F::Output {
-    CURRENT_TRACE_ID.scope(trace_id, fut).await
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn traceparent_is_parsed_strictly() {
-        let ok =
-            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-        assert_eq!(
-            parse_traceparent(&ok).unwrap().to_hex(),
-            "4bf92f3577b34da6a3ce929d0e0e4736"
-        );
-        for bad in [
-            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
-            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
-            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e47-00f067aa0ba902b7-01",
-            "garbage",
-        ] {
-            assert!(
-                parse_traceparent(&HeaderValue::from_static(bad)).is_none(),
-                "{bad}"
-            );
-        }
-    }
 
     #[test]
     fn request_ids_are_checked() {
@@ -366,201 +274,6 @@ mod tests {
                 method_label(&Method::from_bytes(m.as_bytes()).unwrap()),
                 "_OTHER"
             );
-        }
-    }
-
-    #[tokio::test]
-    async fn current_trace_id_follows_the_scope() {
-        let t = TraceId([7; 16]);
-        let seen = with_trace_id(t, async { current_trace_id() }).await;
-        assert_eq!(seen, t.to_hex());
-    }
-}
-
-/// Property tests (issue #15): `parse_traceparent` takes well-formed W3C values and nothing else.
-#[cfg(test)]
-pub(crate) mod proptests {
-    #![allow(clippy::unwrap_used)]
-    use proptest::prelude::*;
-    use proptest::sample::{Index, select};
-
-    use super::*;
-
-    fn parse(s: &[u8]) -> Option<TraceId> {
-        parse_traceparent(&HeaderValue::from_bytes(s).unwrap())
-    }
-
-    /// A well-formed value: any version but `ff` (a future version may carry more parts),
-    /// non-zero lowercase ids, any flags.
-    pub(crate) fn well_formed() -> impl Strategy<Value = (String, u128)> {
-        (
-            0u8..0xff,
-            1u128..,
-            1u64..,
-            any::<u8>(),
-            proptest::collection::vec("[0-9a-z.]{0,10}", 0..3),
-        )
-            .prop_map(|(version, trace, span, flags, extra)| {
-                let mut s = format!("{version:02x}-{trace:032x}-{span:016x}-{flags:02x}");
-                if version != 0 {
-                    for part in extra {
-                        s.push('-');
-                        s.push_str(&part);
-                    }
-                }
-                (s, trace)
-            })
-    }
-
-    /// Version 00, so exactly 55 characters: `00-` trace `-` span `-` flags.
-    fn version_00() -> impl Strategy<Value = (String, u128)> {
-        (1u128.., 1u64.., any::<u8>()).prop_map(|(trace, span, flags)| {
-            (format!("00-{trace:032x}-{span:016x}-{flags:02x}"), trace)
-        })
-    }
-
-    const SEPARATORS: [usize; 3] = [2, 35, 52];
-
-    /// Ways to spoil a version-00 value.
-    #[derive(Debug, Clone)]
-    enum Mutation {
-        Uppercase(Index, char),
-        NotHex(Index, char),
-        Delete(Index),
-        InsertHex(Index, char),
-        InsertDash(Index),
-        Separator(usize, char),
-        Truncate(Index),
-        ZeroTrace,
-        ZeroSpan,
-        VersionFf,
-        ExtraPart(String),
-    }
-
-    fn mutation() -> impl Strategy<Value = Mutation> {
-        prop_oneof![
-            (any::<Index>(), select(vec!['A', 'B', 'C', 'D', 'E', 'F']))
-                .prop_map(|(i, c)| Mutation::Uppercase(i, c)),
-            (
-                any::<Index>(),
-                select(vec!['g', 'x', 'z', '+', ' ', '_', '.'])
-            )
-                .prop_map(|(i, c)| Mutation::NotHex(i, c)),
-            any::<Index>().prop_map(Mutation::Delete),
-            (
-                any::<Index>(),
-                select("0123456789abcdef".chars().collect::<Vec<_>>())
-            )
-                .prop_map(|(i, c)| Mutation::InsertHex(i, c)),
-            any::<Index>().prop_map(Mutation::InsertDash),
-            (
-                select(SEPARATORS.to_vec()),
-                select(vec!['_', ' ', '.', '0', 'a'])
-            )
-                .prop_map(|(i, c)| Mutation::Separator(i, c)),
-            any::<Index>().prop_map(Mutation::Truncate),
-            Just(Mutation::ZeroTrace),
-            Just(Mutation::ZeroSpan),
-            Just(Mutation::VersionFf),
-            "[0-9a-z]{0,10}".prop_map(Mutation::ExtraPart),
-        ]
-    }
-
-    /// The hex-digit positions of a 55-character version-00 value.
-    fn digit_at(i: &Index) -> usize {
-        let digits: Vec<usize> = (0..55).filter(|p| !SEPARATORS.contains(p)).collect();
-        digits[i.index(digits.len())]
-    }
-
-    fn mutate(s: &str, m: &Mutation) -> String {
-        let mut c: Vec<char> = s.chars().collect();
-        match m {
-            Mutation::Uppercase(i, up) | Mutation::NotHex(i, up) => c[digit_at(i)] = *up,
-            Mutation::Delete(i) => {
-                c.remove(i.index(c.len()));
-            }
-            Mutation::InsertHex(i, d) => c.insert(i.index(c.len() + 1), *d),
-            Mutation::InsertDash(i) => c.insert(i.index(c.len() + 1), '-'),
-            Mutation::Separator(i, x) => c[*i] = *x,
-            Mutation::Truncate(i) => c.truncate(i.index(c.len())),
-            Mutation::ZeroTrace => c[3..35].fill('0'),
-            Mutation::ZeroSpan => c[36..52].fill('0'),
-            Mutation::VersionFf => c[..2].fill('f'),
-            Mutation::ExtraPart(p) => return format!("{s}-{p}"),
-        }
-        c.into_iter().collect()
-    }
-
-    /// Random bytes, or a well-formed value with up to three random bytes replaced, inserted
-    /// or removed.
-    pub(crate) fn near_traceparents() -> impl Strategy<Value = Vec<u8>> {
-        let byte = prop_oneof![
-            6 => select(b"0123456789abcdef-".to_vec()),
-            1 => select(b"ABCDEFfg+ \t".to_vec()),
-            1 => 0x20u8..=0x7e,
-            1 => 0x80u8..=0xff,
-        ];
-        let edit = (any::<Index>(), 0u8..3, byte.clone());
-        prop_oneof![
-            proptest::collection::vec(byte, 0..70),
-            (well_formed(), proptest::collection::vec(edit, 0..4)).prop_map(|((s, _), edits)| {
-                let mut v = s.into_bytes();
-                for (at, op, b) in edits {
-                    match op {
-                        0 => v.insert(at.index(v.len() + 1), b),
-                        1 => {
-                            let i = at.index(v.len());
-                            v[i] = b;
-                        }
-                        _ => {
-                            v.remove(at.index(v.len()));
-                        }
-                    }
-                }
-                v
-            }),
-        ]
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
-
-        /// A well-formed value gives its trace id back.
-        #[test]
-        fn well_formed_values_round_trip_the_trace_id((s, trace) in well_formed()) {
-            let id = parse(s.as_bytes());
-            prop_assert_eq!(id, Some(TraceId(trace.to_be_bytes())), "{}", s);
-            prop_assert_eq!(id.unwrap().to_hex(), format!("{trace:032x}"));
-        }
-
-        /// Uppercase or non-hex digits, a field too long or too short, a wrong separator,
-        /// all-zero ids, version `ff` or an extra part on version 00: refused.
-        #[test]
-        fn a_spoilt_value_is_refused((s, _) in version_00(), m in mutation()) {
-            let bad = mutate(&s, &m);
-            prop_assert_eq!(parse(bad.as_bytes()), None, "{} ({:?})", bad, m);
-        }
-
-        /// Any header value: no panic, and a trace id only when the value has the shape of a
-        /// traceparent (lowercase hex fields of 2, 32, 16 and 2 digits, not version `ff`, no
-        /// part after version 00's flags) and names that id.
-        #[test]
-        fn arbitrary_values_never_panic_and_name_what_they_give(value in near_traceparents()) {
-            prop_assume!(HeaderValue::from_bytes(&value).is_ok());
-            if let Some(id) = parse(&value) {
-                let s = std::str::from_utf8(&value).unwrap();
-                let parts: Vec<&str> = s.split('-').collect();
-                let lower_hex =
-                    |p: &str| p.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-                prop_assert!(parts.len() >= 4 && parts[..4].iter().all(|p| lower_hex(p)), "{}", s);
-                prop_assert_eq!(
-                    parts[..4].iter().map(|p| p.len()).collect::<Vec<_>>(),
-                    vec![2, 32, 16, 2]
-                );
-                prop_assert!(parts[0] != "ff" && (parts[0] != "00" || parts.len() == 4), "{}", s);
-                prop_assert!(parts[2] != "0000000000000000" && id != TraceId([0; 16]), "{}", s);
-                prop_assert_eq!(parts[1], id.to_hex());
-            }
         }
     }
 }

@@ -21,24 +21,24 @@ use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+use crate::body::read_body;
+use crate::config::Config;
 use crate::error::{ApiError, GatewayError};
 use crate::middleware::auth::Caller;
-use crate::middleware::context::{self, RequestContext};
-use crate::routes::read_body;
-use crate::state::AppState;
+use crate::middleware::context::RequestContext;
 use crate::store::Store;
 use crate::store::idempotency::{
     self as records, Acquire, Completion, Fingerprint, Lease, RecordKey, Scope, StoredResponse,
 };
+use crate::telemetry::trace_context::{self, TraceId};
 use crate::telemetry::{AccessLog, Metrics};
 
-pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-pub static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+use crate::headers::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 
 /// Added to the slowest upstream timeout to get the in-flight TTL: covers the store calls and
 /// buffering around the upstream call, so a live request never outlives its own record, while a
@@ -90,13 +90,14 @@ struct Policy {
 }
 
 impl IdempotencyLayer {
-    pub fn new(state: &AppState) -> Self {
-        let c = &state.config;
+    /// From the store, the metrics and the settings it reads: `IDEMPOTENCY_TTL_SECONDS`, the
+    /// upstream timeouts (for the in-flight TTL), `MAX_BODY_SIZE`, `REDIS_WAIT_REPLICAS`.
+    pub fn new(store: Store, metrics: Arc<Metrics>, c: &Config) -> Self {
         let slowest = c.reservation.timeout.max(c.payment.timeout);
         IdempotencyLayer {
             policy: Arc::new(Policy {
-                store: state.store.clone(),
-                metrics: state.metrics.clone(),
+                store,
+                metrics,
                 ttl: c.idempotency_ttl,
                 in_flight_ttl: slowest + IN_FLIGHT_MARGIN,
                 max_body: c.max_body_size,
@@ -151,8 +152,9 @@ where
             };
             // Detached from the client's connection: once acquired, the record is completed or
             // released even if the client disconnects and this future is dropped.
-            let run = context::with_trace_id(trace_id, policy.run(inner, record, fp, req, log))
-                .instrument(tracing::Span::current());
+            let run =
+                trace_context::with_trace_id(trace_id, policy.run(inner, record, fp, req, log))
+                    .instrument(tracing::Span::current());
             match tokio::spawn(run).await {
                 Ok(res) => res,
                 Err(e) => {
@@ -169,7 +171,7 @@ impl Policy {
     async fn prepare(
         &self,
         req: Request,
-    ) -> Result<(RecordKey, Fingerprint, context::TraceId, Request), ApiError> {
+    ) -> Result<(RecordKey, Fingerprint, TraceId, Request), ApiError> {
         let key = parse_key(req.headers())?;
         let (parts, body) = req.into_parts();
         let body = read_body(body, self.max_body).await?;
@@ -487,7 +489,7 @@ mod tests {
                 .unwrap();
             r.extensions_mut().insert(RequestContext {
                 request_id: HeaderValue::from_static("r"),
-                trace_id: context::TraceId([1; 16]),
+                trace_id: TraceId([1; 16]),
                 client_ip: [127, 0, 0, 1].into(),
                 peer_ip: [127, 0, 0, 1].into(),
                 route: Arc::from("/api/v1/payment/intent"),

@@ -10,8 +10,10 @@ use http::request::Parts;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{SharedState, input, read_body, valid_id};
+use super::{SharedState, input, valid_id};
+use crate::body::read_body;
 use crate::error::ApiError;
+use crate::headers::X_RESERVATION_TOKEN;
 use crate::middleware::auth::Caller;
 use crate::queue::{Identity, ReservationToken, WaitingToken, eta_secs};
 use crate::state::AppState;
@@ -184,7 +186,7 @@ pub async fn claim_admission(
     };
     let header = parts
         .headers
-        .get("x-reservation-token")
+        .get(&X_RESERVATION_TOKEN)
         .and_then(|v| v.to_str().ok());
     let raw = header.or(match &fields.reservation_token {
         Some(serde_json::Value::String(t)) => Some(t.as_str()),

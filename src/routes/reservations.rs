@@ -3,7 +3,8 @@ use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use http::Method;
 
-use super::{SharedState, proxy, proxy_parts, queue, read_body, valid_id};
+use super::{SharedState, proxy, proxy_parts, queue, valid_id};
+use crate::body::read_body;
 use crate::error::ApiError;
 
 /// `POST /api/v1/reservations/create` and its alias `POST /api/v1/reservations`. With

@@ -32,8 +32,8 @@ use opentelemetry_sdk::trace::{
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::config::TelemetryConfig;
-use crate::middleware::context::{TRACEPARENT, parse_traceparent};
-use crate::upstream::forward::{TRACESTATE, TraceHeaders};
+use crate::headers::{TRACEPARENT, TRACESTATE};
+use crate::telemetry::trace_context::{TraceHeaders, parse_traceparent};
 
 /// Spans waiting for export; past this, new spans are dropped rather than queued.
 pub const MAX_QUEUED_SPANS: usize = 8192;
@@ -281,7 +281,7 @@ mod proptests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::middleware::context::proptests::{near_traceparents, well_formed};
+    use crate::telemetry::trace_context::proptests::{near_traceparents, well_formed};
 
     fn headers(value: &[u8]) -> HeaderMap {
         let mut h = HeaderMap::new();

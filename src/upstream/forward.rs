@@ -9,18 +9,16 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
-use crate::middleware::context::RequestContext;
-
-pub static X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+use crate::headers::{
+    TRACEPARENT, TRACESTATE, X_FORWARDED_FOR, X_FORWARDED_PROTO, X_REQUEST_ID, X_USER_ID,
+};
+pub use crate::telemetry::trace_context::TraceHeaders;
 
 /// Client headers that cross to the upstream unchanged.
 const PASSED_TO_UPSTREAM: [HeaderName; 5] = [
     header::CONTENT_TYPE,
     header::AUTHORIZATION,
-    // `middleware::idempotency::IDEMPOTENCY_KEY` (a static cannot stand in a const array).
+    // `headers::IDEMPOTENCY_KEY` (a static cannot stand in a const array).
     HeaderName::from_static("idempotency-key"),
     header::ACCEPT,
     header::ACCEPT_LANGUAGE,
@@ -39,17 +37,12 @@ const HOP_BY_HOP: [&str; 9] = [
     "proxy-authenticate",
 ];
 
-/// What the trace layer hands the forwarder: the W3C headers of the gateway's client span.
-#[derive(Debug, Clone, Default)]
-pub struct TraceHeaders {
-    pub traceparent: Option<HeaderValue>,
-    pub tracestate: Option<HeaderValue>,
-}
-
-/// The headers an upstream receives for this request.
+/// The headers an upstream receives for this request: `request_id` is the request's id, `peer`
+/// the socket peer (appended to `X-Forwarded-For`).
 pub fn upstream_headers(
     incoming: &HeaderMap,
-    ctx: &RequestContext,
+    request_id: &HeaderValue,
+    peer: IpAddr,
     user_id: Option<&str>,
     trace: &TraceHeaders,
     trusted_peer: bool,
@@ -63,20 +56,14 @@ pub fn upstream_headers(
     if let Some(user) = user_id.and_then(|u| HeaderValue::from_str(u).ok()) {
         out.insert(X_USER_ID.clone(), user);
     }
-    out.insert(
-        crate::middleware::context::X_REQUEST_ID.clone(),
-        ctx.request_id.clone(),
-    );
+    out.insert(X_REQUEST_ID.clone(), request_id.clone());
     if let Some(tp) = &trace.traceparent {
-        out.insert(crate::middleware::context::TRACEPARENT.clone(), tp.clone());
+        out.insert(TRACEPARENT.clone(), tp.clone());
     }
     if let Some(ts) = &trace.tracestate {
         out.insert(TRACESTATE.clone(), ts.clone());
     }
-    out.insert(
-        X_FORWARDED_FOR.clone(),
-        forwarded_for(incoming, ctx.peer_ip),
-    );
+    out.insert(X_FORWARDED_FOR.clone(), forwarded_for(incoming, peer));
     let proto = if trusted_peer {
         incoming
             .get(&X_FORWARDED_PROTO)
@@ -139,18 +126,14 @@ pub fn copy_response_headers(from: &HeaderMap, to: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use std::sync::Arc;
-
     use super::*;
 
-    fn ctx() -> RequestContext {
-        RequestContext {
-            request_id: HeaderValue::from_static("req-1"),
-            trace_id: crate::middleware::context::TraceId([1; 16]),
-            client_ip: "198.51.100.1".parse().unwrap(),
-            peer_ip: "198.51.100.1".parse().unwrap(),
-            route: Arc::from("/x"),
-        }
+    /// The request id and socket peer of the requests below.
+    fn ctx() -> (HeaderValue, IpAddr) {
+        (
+            HeaderValue::from_static("req-1"),
+            "198.51.100.1".parse().unwrap(),
+        )
     }
 
     #[test]
@@ -167,7 +150,7 @@ mod tests {
         h.insert("authorization", HeaderValue::from_static("Bearer t"));
         h.insert("idempotency-key", HeaderValue::from_static("k"));
         h.insert("cookie", HeaderValue::from_static("c=1"));
-        let out = upstream_headers(&h, &ctx(), None, &TraceHeaders::default(), false);
+        let out = upstream_headers(&h, &ctx().0, ctx().1, None, &TraceHeaders::default(), false);
         assert!(out.get("x-user-id").is_none());
         assert!(out.get("connection").is_none());
         assert!(out.get("x-secret").is_none());
@@ -181,7 +164,8 @@ mod tests {
         assert_eq!(out["x-forwarded-proto"], "http");
         let out = upstream_headers(
             &h,
-            &ctx(),
+            &ctx().0,
+            ctx().1,
             Some("user-123"),
             &TraceHeaders::default(),
             false,
@@ -194,10 +178,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.5"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        let out = upstream_headers(&h, &ctx(), None, &TraceHeaders::default(), true);
+        let out = upstream_headers(&h, &ctx().0, ctx().1, None, &TraceHeaders::default(), true);
         assert_eq!(out["x-forwarded-for"], "203.0.113.5, 198.51.100.1");
         assert_eq!(out["x-forwarded-proto"], "https");
-        let out = upstream_headers(&h, &ctx(), None, &TraceHeaders::default(), false);
+        let out = upstream_headers(&h, &ctx().0, ctx().1, None, &TraceHeaders::default(), false);
         assert_eq!(out["x-forwarded-proto"], "http");
     }
 

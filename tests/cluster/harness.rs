@@ -301,6 +301,16 @@ impl Replicas {
         matches!(self.client.get(self.url(i, "/readyz")).send().await, Ok(r) if r.status() == 200)
     }
 
+    /// Replica `i`'s `/readyz` body `store` field (`up` or `down`).
+    pub async fn store_state(&self, i: usize) -> String {
+        let res = self.client.get(self.url(i, "/readyz")).send().await;
+        let body: serde_json::Value = match res {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        };
+        body["store"].as_str().unwrap_or("").to_owned()
+    }
+
     pub async fn wait_ready(&self, i: usize, limit: Duration) {
         let start = Instant::now();
         while start.elapsed() < limit {
