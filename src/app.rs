@@ -68,7 +68,7 @@ impl App {
         let state = Arc::new(AppState::new(config, store)?);
         // First JWKS fetch now, then in the background; not ready until it lands.
         state.jwt.start();
-        state.store.start_maintenance();
+        state.store.start_maintenance((&state.config.queue).into());
         // Not ready until the store has answered once; later outages only show (SPEC §2).
         state
             .store_health

@@ -54,6 +54,12 @@ pub enum ApiError {
     /// 431: the request head is over the limit (SPEC §4).
     #[error("request header fields too large")]
     HeadersTooLarge,
+    /// 404: an event no operator defined (SPEC §5a).
+    #[error("{0}")]
+    EventNotFound(&'static str),
+    /// 410: the event is closed (SPEC §5a).
+    #[error("the event is closed")]
+    EventClosed,
 }
 
 /// Why a bearer token was refused. Only `Missing` changes what the client sees (no `error=` in
@@ -99,6 +105,8 @@ impl ApiError {
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::EventNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::EventClosed => StatusCode::GONE,
         }
     }
 
@@ -123,6 +131,8 @@ impl ApiError {
             ApiError::UpstreamUnavailable(_) => "UPSTREAM_UNAVAILABLE",
             ApiError::Overloaded => "OVERLOADED",
             ApiError::UpstreamTimeout => "UPSTREAM_TIMEOUT",
+            ApiError::EventNotFound(_) => "EVENT_NOT_FOUND",
+            ApiError::EventClosed => "EVENT_CLOSED",
         }
     }
 }
@@ -130,8 +140,12 @@ impl ApiError {
 /// Whole seconds, at least 1 (SPEC §4: `Retry-After` in whole seconds ≥ 1), rounded up so a
 /// retry after it is honest.
 pub fn retry_after_secs(d: Duration) -> u64 {
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    secs.max(1)
+    secs_ceil(d).max(1)
+}
+
+/// Whole seconds, rounded up (`RateLimit` `t=`, `X-RateLimit-Reset`).
+pub fn secs_ceil(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 impl IntoResponse for ApiError {

@@ -6,3 +6,4 @@ pub mod context;
 pub mod idempotency;
 pub mod overload;
 pub mod ratelimit;
+pub mod scope;

@@ -55,6 +55,10 @@ error the gateway itself produces has the `ErrorBody` shape; upstream answers (s
         paths::reservation_confirm,
         paths::payment_intent_create,
         paths::payment_intent_get,
+        paths::admin_events_list,
+        paths::admin_event_get,
+        paths::admin_event_put,
+        paths::admin_event_delete,
     ),
     servers((url = "/", description = "The gateway serving this document (same origin)")),
     modifiers(&SharedAnswers),
@@ -63,6 +67,7 @@ error the gateway itself produces has the `ErrorBody` shape; upstream answers (s
         (name = "queue", description = "The per-event virtual waiting room (SPEC §5)."),
         (name = "reservations", description = "Proxied to the reservation API; bearer token required."),
         (name = "payments", description = "Proxied to the payment API; bearer token required."),
+        (name = "admin", description = "Operators steer events (SPEC §5a): a bearer token with ADMIN_SCOPE; never rate limited per client or shed."),
     )
 )]
 pub struct ApiDoc;
@@ -344,6 +349,8 @@ pub enum ErrorCode {
     RequestTimeout,
     UriTooLong,
     HeadersTooLarge,
+    EventNotFound,
+    EventClosed,
 }
 
 /// An error answered by an upstream, passed through as it is (e.g. `INVENTORY_CONFLICT`).
@@ -442,9 +449,11 @@ pub struct QueueJoinRequest {
 pub struct QueueJoined {
     pub waiting_token: String,
     pub event_id: String,
-    /// 1-based position at the moment of joining.
-    #[schema(minimum = 1)]
-    pub position_hint: u64,
+    /// 1-based position at the moment of joining (0 for a returning user who is ready;
+    /// `null` in the prequeue, whose order is drawn at the opening).
+    #[schema(required = true)]
+    pub position_hint: Option<u64>,
+    /// `waiting`, `prequeue` (before `opens_at`), or for a returning user `ready` / `admitted`.
     #[schema(example = "waiting")]
     pub status: String,
 }
@@ -452,8 +461,10 @@ pub struct QueueJoined {
 #[derive(ToSchema)]
 #[schema(rename_all = "lowercase")]
 pub enum QueueState {
+    Prequeue,
     Waiting,
     Ready,
+    Admitted,
     Expired,
 }
 
@@ -463,10 +474,95 @@ pub struct QueueStatus {
     /// `null` when the token names no event this gateway knows (an unknown or long-gone token).
     #[schema(required = true)]
     pub event_id: Option<String>,
-    /// People ahead + 1 among those still waiting; 0 once ready.
-    pub position: u64,
-    /// `ceil(people ahead / admission rate)`; 0 once ready.
-    pub eta_sec: u64,
+    /// People ahead + 1 among those still waiting; 0 once ready or admitted; `null` in the
+    /// prequeue.
+    #[schema(required = true)]
+    pub position: Option<u64>,
+    /// `ceil(people ahead / admission rate)` (the configured rate until 10 people were
+    /// admitted, then the rate measured over the last 60 s); seconds until the opening in the
+    /// prequeue; 0 once ready; `null` while the event is paused.
+    #[schema(required = true)]
+    pub eta_sec: Option<u64>,
+    /// When to poll next (1-30 s, always well inside the heartbeat TTL); `null` once expired.
+    #[schema(required = true)]
+    pub poll_after_sec: Option<u64>,
+    /// `admitted` only: the reservation token's remaining life.
+    pub reservation_token_ttl_sec: Option<u64>,
+}
+
+/// An event's definition (SPEC §5a).
+#[derive(ToSchema)]
+pub struct EventDefinitionBody {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$", example = "concert-2026")]
+    pub event_id: String,
+    /// People admitted per second (before the adaptive factor).
+    #[schema(example = 100.0)]
+    pub admission_rps: f64,
+    /// At most this many people `ready` or `admitted` at once; `null` = no cap.
+    #[schema(required = true, minimum = 1)]
+    pub max_active: Option<u64>,
+    /// Before this instant joins go to the prequeue; `null` = open since defined.
+    #[schema(required = true, format = DateTime)]
+    pub opens_at: Option<String>,
+    pub state: EventStateBody,
+    pub adaptive: bool,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum EventStateBody {
+    Open,
+    Paused,
+    Closed,
+}
+
+/// A `PUT` body: any of the fields; those not sent keep their value.
+#[derive(ToSchema)]
+pub struct EventPutRequest {
+    #[schema(exclusive_minimum = 0.0)]
+    pub admission_rps: Option<f64>,
+    #[schema(minimum = 1)]
+    pub max_active: Option<u64>,
+    #[schema(format = DateTime)]
+    pub opens_at: Option<String>,
+    pub state: Option<EventStateBody>,
+    pub adaptive: Option<bool>,
+}
+
+/// A definition with its live figures.
+#[derive(ToSchema)]
+pub struct EventWithFigures {
+    #[schema(inline)]
+    pub definition: EventDefinitionBody,
+    pub waiting: u64,
+    pub prequeue: u64,
+    /// `ready` + `admitted` now.
+    pub active: u64,
+    pub admitted_total: u64,
+    /// People per second over the last 60 s.
+    pub admission_rate_measured: f64,
+    /// The adaptive factor (1 when not adaptive).
+    pub admission_factor: f64,
+}
+
+#[derive(ToSchema)]
+pub struct EventList {
+    pub events: Vec<EventWithFigures>,
+}
+
+#[derive(ToSchema)]
+pub struct EventDeleted {
+    pub event_id: String,
+    #[schema(example = "deleted")]
+    pub status: String,
+}
+
+/// `{event_id}`: `[A-Za-z0-9_-]{1,128}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct EventIdPath {
+    #[param(pattern = "^[A-Za-z0-9_-]{1,128}$", example = "concert-2026")]
+    pub event_id: String,
 }
 
 #[derive(ToSchema)]
@@ -604,8 +700,10 @@ pub mod paths {
     #[utoipa::path(post, path = "/api/v1/queue/join", tag = "queue",
         request_body = QueueJoinRequest,
         responses(
-            (status = 202, description = "In the queue", body = QueueJoined),
+            (status = 202, description = "In the queue (or the prequeue, before the event's `opens_at`)", body = QueueJoined),
             (status = 400, description = "`BAD_REQUEST`: malformed JSON or a bad `event_id`", body = ErrorBody),
+            (status = 404, description = "`EVENT_NOT_FOUND`: `QUEUE_EVENTS_OPEN=false` and no operator defined the event", body = ErrorBody),
+            (status = 410, description = "`EVENT_CLOSED`: the event is closed", body = ErrorBody),
         ),
         security((), ("bearerAuth" = [])))]
     pub fn queue_join() {}
@@ -613,7 +711,9 @@ pub mod paths {
     /// Poll a place in the queue (the heartbeat)
     ///
     /// A token not polled (or entered) for `QUEUE_HEARTBEAT_TTL_SECONDS` expires. Unknown or
-    /// tampered tokens are `expired`.
+    /// tampered tokens are `expired`, as is every token of a closed or deleted event. Not counted
+    /// in the per-client bucket: limited per waiting token (5 at once, 2 per second; 429 with
+    /// `Retry-After` beyond).
     #[utoipa::path(get, path = "/api/v1/queue/status", tag = "queue",
         params(WaitingTokenQuery),
         responses(
@@ -634,7 +734,10 @@ pub mod paths {
         security((), ("bearerAuth" = [])))]
     pub fn queue_enter() {}
 
-    /// Leave the queue; the place is freed at once
+    /// Leave the queue; the place is freed at once (an entered session ends)
+    ///
+    /// Not counted in the per-client bucket: limited per waiting token (5 at once, 2 per
+    /// second; 429 beyond).
     #[utoipa::path(delete, path = "/api/v1/queue/leave", tag = "queue",
         params(WaitingTokenQuery),
         responses(
@@ -642,6 +745,63 @@ pub mod paths {
             (status = 400, description = "`BAD_REQUEST`: malformed token", body = ErrorBody),
         ))]
     pub fn queue_leave() {}
+
+    /// List the defined events with their live figures
+    #[utoipa::path(get, path = "/admin/v1/events", tag = "admin",
+        responses(
+            (status = 200, description = "Every defined event", body = EventList),
+            (status = 401, description = "`UNAUTHENTICATED`: no valid bearer token", body = ErrorBody),
+            (status = 403, description = "`FORBIDDEN`: the token lacks `ADMIN_SCOPE` in `scope`/`scp`", body = ErrorBody),
+            (status = 503, description = "`UPSTREAM_UNAVAILABLE`: the store is down", body = ErrorBody),
+        ),
+        security(("bearerAuth" = [])))]
+    pub fn admin_events_list() {}
+
+    /// One event's definition and live figures
+    #[utoipa::path(get, path = "/admin/v1/events/{event_id}", tag = "admin",
+        params(EventIdPath),
+        responses(
+            (status = 200, description = "The event", body = EventWithFigures),
+            (status = 400, description = "`BAD_REQUEST`: bad `event_id`", body = ErrorBody),
+            (status = 401, description = "`UNAUTHENTICATED`: no valid bearer token", body = ErrorBody),
+            (status = 403, description = "`FORBIDDEN`: the token lacks `ADMIN_SCOPE`", body = ErrorBody),
+            (status = 404, description = "`EVENT_NOT_FOUND`: nobody defined this event", body = ErrorBody),
+            (status = 503, description = "`UPSTREAM_UNAVAILABLE`: the store is down", body = ErrorBody),
+        ),
+        security(("bearerAuth" = [])))]
+    pub fn admin_event_get() {}
+
+    /// Create an event or change the fields sent
+    ///
+    /// Every replica follows within 1 s. `closed` ends every token of the event at once.
+    #[utoipa::path(put, path = "/admin/v1/events/{event_id}", tag = "admin",
+        params(EventIdPath),
+        request_body = EventPutRequest,
+        responses(
+            (status = 200, description = "The whole definition", body = EventDefinitionBody),
+            (status = 400, description = "`BAD_REQUEST`: a bad value (the message names the field)", body = ErrorBody),
+            (status = 401, description = "`UNAUTHENTICATED`: no valid bearer token", body = ErrorBody),
+            (status = 403, description = "`FORBIDDEN`: the token lacks `ADMIN_SCOPE`", body = ErrorBody),
+            (status = 503, description = "`UPSTREAM_UNAVAILABLE`: the store is down", body = ErrorBody),
+        ),
+        security(("bearerAuth" = [])))]
+    pub fn admin_event_put() {}
+
+    /// Delete an event and everything of it
+    ///
+    /// Its waiting tokens become `expired` and its reservation tokens invalid at once.
+    #[utoipa::path(delete, path = "/admin/v1/events/{event_id}", tag = "admin",
+        params(EventIdPath),
+        responses(
+            (status = 200, description = "Deleted", body = EventDeleted),
+            (status = 400, description = "`BAD_REQUEST`: bad `event_id`", body = ErrorBody),
+            (status = 401, description = "`UNAUTHENTICATED`: no valid bearer token", body = ErrorBody),
+            (status = 403, description = "`FORBIDDEN`: the token lacks `ADMIN_SCOPE`", body = ErrorBody),
+            (status = 404, description = "`EVENT_NOT_FOUND`: nobody defined this event", body = ErrorBody),
+            (status = 503, description = "`UPSTREAM_UNAVAILABLE`: the store is down", body = ErrorBody),
+        ),
+        security(("bearerAuth" = [])))]
+    pub fn admin_event_delete() {}
 
     /// Create a reservation
     ///
@@ -770,6 +930,8 @@ mod tests {
             ApiError::UriTooLong,
             ApiError::HeadersTooLarge,
             ApiError::InvalidInput("x: missing field".to_owned()),
+            ApiError::EventNotFound("x"),
+            ApiError::EventClosed,
         ];
         for e in &all {
             match e {
@@ -791,7 +953,9 @@ mod tests {
                 | ApiError::RequestTimeout
                 | ApiError::UriTooLong
                 | ApiError::HeadersTooLarge
-                | ApiError::InvalidInput(_) => {}
+                | ApiError::InvalidInput(_)
+                | ApiError::EventNotFound(_)
+                | ApiError::EventClosed => {}
             }
         }
         all
@@ -862,6 +1026,6 @@ mod tests {
                 assert_eq!(has("401"), protected, "{method} {path}");
             }
         }
-        assert_eq!(documented_routes().len(), 17);
+        assert_eq!(documented_routes().len(), 21);
     }
 }

@@ -5,9 +5,12 @@
 //! Every decision that involves time is a pure function with `now` passed in, so the Lua scripts
 //! (which read the Redis server clock) and the memory store (which reads the process clock) share
 //! one tested definition.
+pub mod adaptive;
 pub mod admission;
+pub mod events;
 pub mod identity;
 pub mod labels;
+pub mod polling;
 pub mod token;
 
 pub use admission::{Admission, eta_secs};

@@ -8,7 +8,10 @@
 //! 3. Routing: unknown path → 404, wrong method → 405 (both JSON). Health, readiness, version and
 //!    metrics (and the OpenAPI document) are answered without any policy.
 //! 4. `/api` route layers, cheapest refusal first: overload shedding and the per-client rate limit
-//!    (issue #4), then authentication (issue #3), then idempotency on writes (issue #5).
+//!    (issue #4), then authentication (issue #3), then idempotency on writes (issue #5). Queue
+//!    `status` and `leave` are only shed: the store limits them per waiting token (SPEC §5).
+//!    `/admin/v1` needs a verified token with the admin scope and is neither limited nor shed
+//!    (SPEC §5a).
 //! 5. The handler validates ids, maps the path and forwards (`routes.rs`, `upstream.rs`).
 use std::sync::Arc;
 
@@ -29,9 +32,10 @@ use crate::middleware::context;
 use crate::middleware::idempotency::IdempotencyLayer;
 use crate::middleware::overload::OverloadLayer;
 use crate::middleware::ratelimit::RateLimitLayer;
+use crate::middleware::scope;
 use crate::openapi;
 use crate::openapi::docs;
-use crate::routes::{demo, health, payments, queue, reservations};
+use crate::routes::{admin, demo, health, payments, queue, reservations};
 use crate::state::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -74,14 +78,19 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.jwt.clone(),
             state.metrics.clone(),
         ));
-    let queue = Router::new()
+    // Status and leave are limited per waiting token in the store (SPEC §5), not per client:
+    // thousands of fans behind one NAT must be able to wait. Still shed under overload.
+    let queue_polls = Router::new()
         .route("/api/v1/queue/status", get(queue::status))
         .route("/api/v1/queue/leave", delete(queue::leave))
-        .merge(queue_identified);
+        .route_layer(OverloadLayer::new(
+            state.in_flight.clone(),
+            state.metrics.clone(),
+        ));
 
-    // Every /api route: overload shedding, then the per-client rate limit (issue #4), before auth
-    // so a flood cannot burn CPU on signatures.
-    let api = protected.merge(queue).route_layer(
+    // Every other /api route: overload shedding, then the per-client rate limit (issue #4),
+    // before auth so a flood cannot burn CPU on signatures.
+    let api = protected.merge(queue_identified).route_layer(
         ServiceBuilder::new()
             // Cheapest refusal first: one shared semaphore, no store call.
             .layer(OverloadLayer::new(
@@ -109,6 +118,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/docs/", get(docs::page))
         .route("/docs/{*rest}", get(docs::asset))
         .merge(api)
+        .merge(queue_polls)
+        .merge(admin_routes(&state))
         // `--demo` only (absent otherwise, so 404): mint a token for the dev key.
         .merge(demo::routes(state.demo.is_some()))
         .fallback(not_found)
@@ -136,6 +147,27 @@ fn context_settings(state: &AppState) -> Arc<context::Settings> {
         trusted_proxies: state.config.trusted_proxies.clone(),
         trace_sampling: state.config.telemetry.trace_sampling,
     })
+}
+
+/// The operators' routes (SPEC §5a): a verified bearer token with `ADMIN_SCOPE`; neither rate
+/// limited per client nor shed, so an operator can still pause a sale the gateway is drowning in.
+fn admin_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    let scope: Arc<str> = Arc::from(state.config.queue.admin_scope.as_str());
+    Router::new()
+        .route("/admin/v1/events", get(admin::list_events))
+        .route(
+            "/admin/v1/events/{event_id}",
+            get(admin::get_event)
+                .put(admin::put_event)
+                .delete(admin::delete_event),
+        )
+        // 403 without the scope; runs after auth.
+        .route_layer(from_fn_with_state(scope, scope::require))
+        // 401 without a valid token.
+        .route_layer(AuthLayer::required(
+            state.jwt.clone(),
+            state.metrics.clone(),
+        ))
 }
 
 async fn not_found() -> ApiError {
@@ -188,7 +220,7 @@ fn cors(config: &Config) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(origin)
-            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
             .allow_headers(allow_headers.map(HeaderName::from_static))
             .expose_headers(expose_headers.map(HeaderName::from_static))
             .max_age(std::time::Duration::from_secs(600)),

@@ -1,13 +1,11 @@
 //! Thin handlers: validate what the gateway must, map the path, forward. The layers in
 //! `router.rs` have already done authentication, limits and idempotency.
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::Request;
 use axum::response::Response;
 use bytes::Bytes;
 use http::Method;
-use tracing::Instrument;
 
 use crate::body::read_body;
 use crate::error::ApiError;
@@ -16,10 +14,9 @@ use crate::middleware::client_ip;
 use crate::middleware::context::RequestContext;
 use crate::state::AppState;
 use crate::telemetry::access::AccessLog;
-use crate::telemetry::traces;
-use crate::upstream::forward::upstream_headers;
-use crate::upstream::{Outbound, Upstream, UpstreamError};
+use crate::upstream::{Forward, Incoming, Upstream};
 
+pub mod admin;
 pub mod demo;
 pub mod health;
 pub mod input;
@@ -70,83 +67,26 @@ pub async fn proxy_parts(
         .get::<RequestContext>()
         .ok_or(ApiError::Internal)?;
     let caller = parts.extensions.get::<Caller>();
-    let trusted_peer = client_ip::is_trusted_peer(ctx.peer_ip, &state.config.trusted_proxies);
     let access = parts.extensions.get::<AccessLog>();
     if let (Some(log), Some(c)) = (access, caller) {
         log.user(c.user_id());
     }
-    // The client span: a child of the server span (none when the request is not traced);
-    // upstreams see it as their parent.
-    let span = if tracing::Span::current().is_disabled() {
-        tracing::Span::none()
-    } else {
-        tracing::info_span!(
-        "http.client",
-        otel.name = %format_args!("{method} {}", upstream.name),
-        otel.kind = "client",
-        otel.status_code = tracing::field::Empty,
-        http.request.method = method.as_str(),
-        url.path = path,
-        peer.service = upstream.name,
-        http.response.status_code = tracing::field::Empty,
-        error.type = tracing::field::Empty,
-        )
+    let forward = Forward {
+        method,
+        path,
+        body,
+        incoming: Incoming {
+            headers: &parts.headers,
+            query: parts.uri.query(),
+            request_id: &ctx.request_id,
+            peer: ctx.peer_ip,
+            trusted_peer: client_ip::is_trusted_peer(ctx.peer_ip, &state.config.trusted_proxies),
+        },
+        trace_id: ctx.trace_id,
+        user_id: caller.map(|c| c.user_id()),
+        access,
     };
-    let trace = traces::propagation_headers(&span, ctx.trace_id.0, &parts.headers);
-    let headers = upstream_headers(
-        &parts.headers,
-        &ctx.request_id,
-        ctx.peer_ip,
-        caller.map(|c| c.user_id()),
-        &trace,
-        trusted_peer,
-    );
-    let path_and_query = match parts.uri.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_owned(),
-    };
-    let started = Instant::now();
-    let result = upstream
-        .send(Outbound {
-            method,
-            path_and_query,
-            headers,
-            body,
-        })
-        .instrument(span.clone())
-        .await;
-    let status = result.as_ref().ok().map(|r| r.status());
-    if let Some(log) = access {
-        log.upstream(upstream.name, status.map(|s| s.as_u16()), started.elapsed());
-    }
-    match (&result, status) {
-        (_, Some(s)) => {
-            span.record("http.response.status_code", s.as_u16());
-            if s.is_server_error() {
-                span.record("otel.status_code", "error");
-                span.record("error.type", s.as_str());
-            }
-        }
-        (Err(e), None) => {
-            span.record("otel.status_code", "error");
-            span.record("error.type", error_type(e));
-        }
-        (Ok(_), None) => {}
-    }
-    Ok(result?)
-}
-
-/// The client span's `error.type` when no answer came.
-fn error_type(e: &UpstreamError) -> &'static str {
-    match e {
-        UpstreamError::Timeout => "timeout",
-        UpstreamError::Connect(_) => "connect_error",
-        UpstreamError::Protocol(_) => "protocol_error",
-        UpstreamError::Saturated => "saturated",
-        UpstreamError::CircuitOpen => "circuit_open",
-        #[allow(unreachable_patterns, reason = "the upstream module grows new kinds")]
-        _ => "upstream_error",
-    }
+    Ok(upstream.forward(forward).await?)
 }
 
 pub type SharedState = Arc<AppState>;

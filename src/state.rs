@@ -11,6 +11,7 @@ use crate::jwt::JwtVerifier;
 use crate::jwt::dev::DemoIssuer;
 use crate::middleware::{overload, ratelimit::Limiter};
 use crate::queue::EventLabels;
+use crate::queue::adaptive::ReservationHealth;
 use crate::store::Store;
 use crate::store::health::StoreHealth;
 use crate::telemetry::Metrics;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub queue_labels: EventLabels,
     /// Whether the store has answered since start and answers now (`/readyz`, SPEC §2).
     pub store_health: Arc<StoreHealth>,
+    /// This replica's view of the reservation upstream, for adaptive admission (SPEC §5a).
+    pub reservation_health: Arc<ReservationHealth>,
     /// Set when shutdown begins: `/readyz` answers 503 from then on (SPEC §9).
     shutting_down: AtomicBool,
 }
@@ -82,6 +85,7 @@ impl AppState {
             metrics,
             queue_labels: EventLabels::default(),
             store_health: Arc::default(),
+            reservation_health: Arc::new(ReservationHealth::default()),
             shutting_down: AtomicBool::new(false),
         })
     }

@@ -13,6 +13,7 @@ use crate::config::RedisConfig;
 /// How often the memory store drops what has expired (see [`Store::start_maintenance`]).
 const MEMORY_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
+pub mod events;
 pub mod health;
 pub mod idempotency;
 pub mod memory;
@@ -67,7 +68,7 @@ impl Store {
     /// expired (full rate-limit buckets, expired idempotency records, idle waiting rooms) and
     /// gives the memory back, traffic or not. It ends when the store is dropped. Redis expires
     /// its own keys.
-    pub fn start_maintenance(&self) {
+    pub fn start_maintenance(&self, queue: queue::QueueSettings) {
         let Store::Memory(m) = self else { return };
         let weak = Arc::downgrade(m);
         tokio::spawn(async move {
@@ -76,7 +77,7 @@ impl Store {
             loop {
                 every.tick().await;
                 let Some(m) = weak.upgrade() else { return };
-                m.sweep();
+                m.sweep(&queue);
             }
         });
     }

@@ -16,8 +16,11 @@ use prometheus::IntCounter;
 use tokio::sync::Semaphore;
 
 use crate::config::{RoutingConfig, UpstreamConfig};
+use tracing::Instrument;
+
 use crate::error::ApiError;
-use crate::telemetry::Metrics;
+use crate::telemetry::trace_context::TraceId;
+use crate::telemetry::{AccessLog, Metrics, traces};
 use balancer::{Balancer, InFlight, Pick, Policy, Transitions};
 
 pub mod balancer;
@@ -44,6 +47,20 @@ pub enum UpstreamError {
     CircuitOpen,
 }
 
+impl UpstreamError {
+    /// The one label of this failure: `upstream_requests_total{status}`, the client span's
+    /// `error.type`, the logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect(_) => "connect_error",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Protocol(_) => "protocol_error",
+            UpstreamError::Saturated => "saturated",
+            UpstreamError::CircuitOpen => "circuit_open",
+        }
+    }
+}
+
 impl From<UpstreamError> for ApiError {
     fn from(e: UpstreamError) -> Self {
         match e {
@@ -57,6 +74,31 @@ impl From<UpstreamError> for ApiError {
             UpstreamError::Protocol(_) => ApiError::UpstreamError,
         }
     }
+}
+
+/// One request to forward, as the handler knows it: the mapped path, the body read, and the
+/// per-request facts the header rules and the client span need.
+pub struct Forward<'a> {
+    pub method: Method,
+    /// The upstream path (`/v1/reservations/{id}`); the incoming query string is appended.
+    pub path: &'a str,
+    pub body: Bytes,
+    pub incoming: Incoming<'a>,
+    pub trace_id: TraceId,
+    /// The verified caller, sent as `X-User-ID`.
+    pub user_id: Option<&'a str>,
+    pub access: Option<&'a AccessLog>,
+}
+
+/// What the client sent and who it is on the wire.
+pub struct Incoming<'a> {
+    pub headers: &'a HeaderMap,
+    pub query: Option<&'a str>,
+    pub request_id: &'a http::HeaderValue,
+    /// The socket peer, appended to `X-Forwarded-For`.
+    pub peer: std::net::IpAddr,
+    /// Whether the peer is a trusted proxy (its `X-Forwarded-Proto` is believed).
+    pub trusted_peer: bool,
 }
 
 /// What to send: everything already mapped (path, query) and rewritten (headers).
@@ -126,6 +168,69 @@ impl Upstream {
         })
     }
 
+    /// Forwards one request end to end (SPEC §3): opens the client span (a child of the server
+    /// span; none when the request is not traced), writes the propagation headers and the header
+    /// allowlist, sends, reports the outcome on the span and the access line.
+    pub async fn forward(&self, req: Forward<'_>) -> Result<Response, UpstreamError> {
+        let span = if tracing::Span::current().is_disabled() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                "http.client",
+                otel.name = %format_args!("{} {}", req.method, self.name),
+                otel.kind = "client",
+                otel.status_code = tracing::field::Empty,
+                http.request.method = req.method.as_str(),
+                url.path = req.path,
+                peer.service = self.name,
+                http.response.status_code = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+            )
+        };
+        let trace = traces::propagation_headers(&span, req.trace_id.0, req.incoming.headers);
+        let headers = forward::upstream_headers(
+            req.incoming.headers,
+            req.incoming.request_id,
+            req.incoming.peer,
+            req.user_id,
+            &trace,
+            req.incoming.trusted_peer,
+        );
+        let path_and_query = match req.incoming.query {
+            Some(q) => format!("{}?{q}", req.path),
+            None => req.path.to_owned(),
+        };
+        let started = Instant::now();
+        let result = self
+            .send(Outbound {
+                method: req.method,
+                path_and_query,
+                headers,
+                body: req.body,
+            })
+            .instrument(span.clone())
+            .await;
+        let status = result.as_ref().ok().map(|r| r.status());
+        if let Some(log) = req.access {
+            log.upstream(self.name, status.map(|s| s.as_u16()), started.elapsed());
+        }
+        match (&result, status) {
+            (_, Some(s)) => {
+                span.record("http.response.status_code", s.as_u16());
+                if s.is_server_error() {
+                    span.record("otel.status_code", "error");
+                    span.record("error.type", s.as_str());
+                }
+            }
+            (Err(e), None) => {
+                span.record("otel.status_code", "error");
+                span.record("error.type", e.kind());
+            }
+            (Ok(_), None) => {}
+        }
+        result
+    }
+
     /// Sends the request and returns the upstream's answer with its body streamed through.
     ///
     /// One instance is chosen by the balancer; a GET whose connection failed (nothing was sent)
@@ -174,16 +279,9 @@ impl Upstream {
         let res = match result {
             Ok(res) => res,
             Err(e) => {
-                let label = match &e {
-                    UpstreamError::Connect(_) => "connect_error",
-                    UpstreamError::Timeout => "timeout",
-                    UpstreamError::Protocol(_) => "protocol_error",
-                    UpstreamError::Saturated => "saturated",
-                    UpstreamError::CircuitOpen => "circuit_open",
-                };
                 self.metrics
                     .upstream_requests
-                    .with_label_values(&[self.name, label])
+                    .with_label_values(&[self.name, e.kind()])
                     .inc();
                 tracing::warn!(upstream = self.name, error = %e, "upstream call failed");
                 return Err(e);

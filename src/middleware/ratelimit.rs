@@ -20,7 +20,7 @@ use http::{HeaderMap, HeaderValue};
 use tower::{Layer, Service};
 
 use crate::config::RateLimitConfig;
-use crate::error::ApiError;
+use crate::error::{ApiError, secs_ceil};
 use crate::middleware::client_ip;
 use crate::middleware::context::RequestContext;
 use crate::store::ratelimit::{self as buckets, MemoryBuckets, Params, Verdict};
@@ -193,10 +193,6 @@ impl Limiter {
 }
 
 /// Whole seconds, rounded up.
-fn secs_ceil(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
-}
-
 /// Refuses requests whose client's bucket is empty with 429 `RATE_LIMITED`.
 #[derive(Clone)]
 pub struct RateLimitLayer {

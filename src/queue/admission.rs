@@ -56,6 +56,52 @@ pub fn eta_secs(ahead: u64, rate: f64) -> u64 {
     (ahead as f64 / rate).ceil() as u64
 }
 
+/// Admissions over the last 60 s, in six 10-s buckets (SPEC §5: the eta uses the measured rate
+/// once 10 people were admitted). The Lua prelude keeps the same buckets in the event's meta.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AdmissionWindow {
+    /// Index (now / 10 s) of the newest bucket.
+    pub newest: u64,
+    pub buckets: [u64; 6],
+    /// When the first person of the event was admitted (0 = nobody yet).
+    pub first_ms: u64,
+}
+
+impl AdmissionWindow {
+    fn roll(&mut self, now_ms: u64) -> usize {
+        let bi = now_ms / 10_000;
+        if bi > self.newest {
+            for i in self.newest + 1..=bi.min(self.newest + 6) {
+                self.buckets[(i % 6) as usize] = 0;
+            }
+            self.newest = bi;
+        }
+        (bi % 6) as usize
+    }
+
+    pub fn record(&mut self, now_ms: u64, admitted: u64) {
+        if admitted == 0 {
+            return;
+        }
+        if self.first_ms == 0 {
+            self.first_ms = now_ms;
+        }
+        let i = self.roll(now_ms);
+        self.buckets[i] += admitted;
+    }
+
+    /// People per second over the last 60 s (or since the first admission, when sooner).
+    pub fn rate(&mut self, now_ms: u64) -> f64 {
+        self.roll(now_ms);
+        if self.first_ms == 0 {
+            return 0.0;
+        }
+        let sum: u64 = self.buckets.iter().sum();
+        let span = (now_ms.saturating_sub(self.first_ms) as f64 / 1000.0).clamp(1.0, 60.0);
+        sum as f64 / span
+    }
+}
+
 /// Heartbeat expiry: a place not seen for `ttl_ms` is gone.
 pub fn is_expired(last_seen_ms: u64, now_ms: u64, ttl_ms: u64) -> bool {
     last_seen_ms.saturating_add(ttl_ms) <= now_ms
@@ -152,6 +198,19 @@ mod tests {
         };
         assert_eq!(a.refill(10.0, 9_000), 1.5);
         assert_eq!(a.admit(10.0, 9_000, 5).1.at_ms, 10_000);
+    }
+
+    #[test]
+    fn the_window_measures_the_last_minute() {
+        let mut w = AdmissionWindow::default();
+        assert_eq!(w.rate(5_000), 0.0);
+        for t in 0..30u64 {
+            w.record(100_000 + t * 1_000, 5);
+        }
+        // 150 admitted over 29 s.
+        assert!((w.rate(129_000) - 150.0 / 29.0).abs() < 0.01);
+        // A paused minute later the window is empty again.
+        assert_eq!(w.rate(200_000), 0.0);
     }
 
     #[test]

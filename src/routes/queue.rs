@@ -15,10 +15,14 @@ use crate::body::read_body;
 use crate::error::ApiError;
 use crate::headers::X_RESERVATION_TOKEN;
 use crate::middleware::auth::Caller;
+use crate::queue::events::EventState;
+use crate::queue::polling::poll_after_secs;
 use crate::queue::{Identity, ReservationToken, WaitingToken, eta_secs};
 use crate::state::AppState;
 use crate::store::StoreError;
-use crate::store::queue::{Claim, Entry, Place, QueueSettings, QueueStats};
+use crate::store::queue::{
+    Claim, Entry, JoinState, Left, Place, QueueSettings, QueueStats, Status,
+};
 
 /// The longest `user_id` a body may claim.
 const MAX_USER_ID_LEN: usize = 256;
@@ -51,11 +55,29 @@ pub async fn join(State(state): State<SharedState>, req: Request) -> Result<Resp
     }
     let identity = Identity::resolve(caller(&parts), body.user_id.as_deref());
     let user = identity.digest();
+    let s = settings(&state, event_id);
     let joined = state
         .store
-        .queue_join(&settings(&state), event_id, user.as_deref())
+        .queue_join(&s, event_id, user.as_deref())
         .await
         .map_err(|e| store_failed(&state, "queue_join", e))?;
+    let status = match joined.state {
+        JoinState::NotFound => {
+            return Err(ApiError::EventNotFound(
+                "no operator defined this event (QUEUE_EVENTS_OPEN=false)",
+            ));
+        }
+        JoinState::Closed => return Err(ApiError::EventClosed),
+        JoinState::Full => {
+            return Err(ApiError::UpstreamUnavailable(
+                "the waiting room is full, retry shortly",
+            ));
+        }
+        JoinState::Waiting => "waiting",
+        JoinState::Prequeue => "prequeue",
+        JoinState::Ready => "ready",
+        JoinState::Admitted => "admitted",
+    };
     let label = state.queue_labels.label(event_id);
     if joined.new_place {
         state.metrics.queue_joins.with_label_values(&[label]).inc();
@@ -65,38 +87,75 @@ pub async fn join(State(state): State<SharedState>, req: Request) -> Result<Resp
         "waiting_token": joined.token.encode(),
         "event_id": event_id,
         "position_hint": joined.position,
-        "status": "waiting",
+        "status": status,
     });
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-/// `GET /api/v1/queue/status?token=` → 200 waiting | ready | expired.
+/// `GET /api/v1/queue/status?token=` → 200 prequeue | waiting | ready | admitted | expired, with
+/// `poll_after_sec`; 429 beyond the token's own poll bucket (SPEC §5).
 pub async fn status(
     State(state): State<SharedState>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let q: TokenQuery = input::query(query.as_deref())?;
     let token = waiting_token(&q.token)?;
-    let s = settings(&state);
-    let (place, stats) = state
+    let s = settings_for(&state, &token);
+    let (st, stats) = state
         .store
         .queue_status(&s, &token)
         .await
         .map_err(|e| store_failed(&state, "queue_status", e))?;
     record(&state, &stats);
-    let (status, position, eta) = match place {
-        Place::Waiting(p) => ("waiting", p, eta_secs(p.saturating_sub(1), s.rate)),
-        Place::Ready => ("ready", 0, 0),
-        Place::Expired => ("expired", 0, 0),
-    };
     let event_id = (!stats.event_id.is_empty()).then_some(stats.event_id);
-    Ok(Json(json!({
+    Ok(Json(status_body(&st, event_id, s.heartbeat_ttl_ms)?).into_response())
+}
+
+/// The status answer (SPEC §5): `eta_sec` is `ceil(people ahead / rate)` with the store's rate
+/// (configured until 10 were admitted, then measured), `null` while paused or when no rate is
+/// known; `poll_after_sec` follows the eta.
+fn status_body(
+    st: &Status,
+    event_id: Option<String>,
+    heartbeat_ttl_ms: u64,
+) -> Result<serde_json::Value, ApiError> {
+    let rate = (st.event_state == EventState::Open && st.eta_rate > 0.0).then_some(st.eta_rate);
+    let (status, position, eta): (&str, Option<u64>, Option<u64>) = match st.place {
+        Place::Limited { retry_ms } => {
+            return Err(ApiError::RateLimited {
+                retry_after: std::time::Duration::from_millis(retry_ms),
+            });
+        }
+        Place::Prequeue { opens_in_ms } => ("prequeue", None, Some(opens_in_ms.div_ceil(1000))),
+        Place::Waiting(p) => (
+            "waiting",
+            Some(p),
+            rate.map(|r| eta_secs(p.saturating_sub(1), r)),
+        ),
+        Place::Ready => ("ready", Some(0), Some(0)),
+        Place::Admitted { ttl_ms } => {
+            return Ok(json!({
+                "status": "admitted",
+                "event_id": event_id,
+                "position": 0,
+                "eta_sec": 0,
+                "reservation_token_ttl_sec": ttl_ms.div_ceil(1000),
+                "poll_after_sec": poll_after_secs(Some(ttl_ms / 1000), heartbeat_ttl_ms),
+            }));
+        }
+        Place::Expired => ("expired", Some(0), Some(0)),
+    };
+    let poll_after = match st.place {
+        Place::Expired => None,
+        _ => Some(poll_after_secs(eta, heartbeat_ttl_ms)),
+    };
+    Ok(json!({
         "status": status,
         "event_id": event_id,
         "position": position,
         "eta_sec": eta,
+        "poll_after_sec": poll_after,
     }))
-    .into_response())
 }
 
 /// `POST /api/v1/queue/enter` → 200 with a reservation token when ready, else 403.
@@ -105,7 +164,7 @@ pub async fn enter(State(state): State<SharedState>, req: Request) -> Result<Res
     let body: EnterBody = parse_json(&state, body).await?;
     let token = waiting_token(&body.waiting_token)?;
     let caller = caller(&parts).and_then(|sub| Identity::Verified(sub.to_owned()).digest());
-    let s = settings(&state);
+    let s = settings_for(&state, &token);
     let (entry, stats) = state
         .store
         .queue_enter(&s, &token, caller.as_deref())
@@ -138,6 +197,9 @@ pub async fn enter(State(state): State<SharedState>, req: Request) -> Result<Res
         Entry::OtherUser => Err(ApiError::Forbidden(
             "the waiting token belongs to another user",
         )),
+        Entry::Admitted => Err(ApiError::Forbidden(
+            "already admitted: use the reservation token granted on enter",
+        )),
     }
 }
 
@@ -148,12 +210,17 @@ pub async fn leave(
 ) -> Result<Response, ApiError> {
     let q: TokenQuery = input::query(query.as_deref())?;
     let token = waiting_token(&q.token)?;
-    let stats = state
+    let (left, stats) = state
         .store
-        .queue_leave(&settings(&state), &token)
+        .queue_leave(&settings_for(&state, &token), &token)
         .await
         .map_err(|e| store_failed(&state, "queue_leave", e))?;
     record(&state, &stats);
+    if let Left::Limited { retry_ms } = left {
+        return Err(ApiError::RateLimited {
+            retry_after: std::time::Duration::from_millis(retry_ms),
+        });
+    }
     Ok(Json(json!({"status": "left"})).into_response())
 }
 
@@ -240,7 +307,25 @@ impl AdmissionClaim {
     }
 }
 
-fn settings(state: &AppState) -> QueueSettings {
+/// The settings for a call on `event_id`, with this replica's health verdict when it is due.
+fn settings(state: &AppState, event_id: &str) -> QueueSettings {
+    settings_for_tag(state, crate::queue::EventTag::of(event_id))
+}
+
+fn settings_for(state: &AppState, token: &WaitingToken) -> QueueSettings {
+    settings_for_tag(state, token.tag)
+}
+
+fn settings_for_tag(state: &AppState, tag: crate::queue::EventTag) -> QueueSettings {
+    let mut s = QueueSettings::from(&state.config.queue);
+    s.observation = state
+        .reservation_health
+        .observation(tag, &state.config.queue);
+    s
+}
+
+/// For the admin routes: no health verdict rides along.
+pub fn plain_settings(state: &AppState) -> QueueSettings {
     QueueSettings::from(&state.config.queue)
 }
 
@@ -262,6 +347,47 @@ async fn parse_json<T: serde::de::DeserializeOwned>(
     input::json(&bytes)
 }
 
+/// At most every few seconds (in the background, off the request's path): re-reads the defined
+/// events and sets their gauges (SPEC §5a metrics), and drops the series of deleted ones.
+pub fn refresh_event_metrics(state: &SharedState) {
+    let now = crate::queue::events::unix_ms(std::time::SystemTime::now());
+    if !state.queue_labels.refresh_due(now) {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        let Ok(ids) = state.store.event_ids().await else {
+            return;
+        };
+        let m = &state.metrics;
+        for gone in state.queue_labels.set_defined(&ids) {
+            let _ = m.queue_waiting.remove_label_values(&[&gone]);
+            let _ = m.queue_prequeue.remove_label_values(&[&gone]);
+            let _ = m.queue_active.remove_label_values(&[&gone]);
+            let _ = m.queue_admitted.remove_label_values(&[&gone]);
+            let _ = m.queue_admission_factor.remove_label_values(&[&gone]);
+        }
+        let s = plain_settings(&state);
+        for id in ids.iter().take(crate::queue::labels::MAX_EVENT_LABELS) {
+            let Ok(Some((_, f))) = state.store.event_get(&s, id).await else {
+                continue;
+            };
+            let l = [id.as_str()];
+            m.queue_waiting.with_label_values(&l).set(f.waiting as i64);
+            m.queue_prequeue
+                .with_label_values(&l)
+                .set(f.prequeue as i64);
+            m.queue_active.with_label_values(&l).set(f.active as i64);
+            m.queue_admitted
+                .with_label_values(&l)
+                .set(f.admitted_total as i64);
+            m.queue_admission_factor
+                .with_label_values(&l)
+                .set(f.admission_factor);
+        }
+    });
+}
+
 /// The waiting room fails closed: without the store there is no fair order to keep.
 fn store_failed(state: &AppState, op: &str, e: StoreError) -> ApiError {
     state.metrics.store_errors.with_label_values(&[op]).inc();
@@ -269,16 +395,20 @@ fn store_failed(state: &AppState, op: &str, e: StoreError) -> ApiError {
     ApiError::UpstreamUnavailable("the waiting room is unavailable, retry shortly")
 }
 
-fn record(state: &AppState, stats: &QueueStats) {
+fn record(state: &SharedState, stats: &QueueStats) {
+    refresh_event_metrics(state);
     if stats.event_id.is_empty() {
         return;
     }
     let label = state.queue_labels.label(&stats.event_id);
-    state
-        .metrics
-        .queue_waiting
-        .with_label_values(&[label])
-        .set(stats.waiting as i64);
+    // `other` aggregates many events: a last-seen count of one of them would mislead.
+    if label != crate::queue::labels::OTHER {
+        state
+            .metrics
+            .queue_waiting
+            .with_label_values(&[label])
+            .set(stats.waiting as i64);
+    }
     if stats.expired > 0 {
         state
             .metrics

@@ -3,16 +3,20 @@ use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use http::Method;
 
+use std::time::Instant;
+
 use super::{SharedState, proxy, proxy_parts, queue, valid_id};
 use crate::body::read_body;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// `POST /api/v1/reservations/create` and its alias `POST /api/v1/reservations`. With
 /// `QUEUE_REQUIRE_ADMISSION=true` it first claims the caller's reservation token (SPEC §5), spent
 /// only if the upstream creates the reservation.
 pub async fn create(State(state): State<SharedState>, req: Request) -> Result<Response, ApiError> {
+    let started = Instant::now();
     if !state.config.queue.require_admission {
-        return proxy(
+        let res = proxy(
             &state,
             &state.reservation,
             Method::POST,
@@ -20,6 +24,7 @@ pub async fn create(State(state): State<SharedState>, req: Request) -> Result<Re
             req,
         )
         .await;
+        return observed(&state, started, res);
     }
     let (parts, body) = req.into_parts();
     let body = read_body(body, state.config.max_body_size).await?;
@@ -35,6 +40,21 @@ pub async fn create(State(state): State<SharedState>, req: Request) -> Result<Re
     .await;
     let created = matches!(&res, Ok(r) if r.status().is_success());
     claim.settle(&state, created).await;
+    observed(&state, started, res)
+}
+
+/// Counts a reservation call for adaptive admission (SPEC §5a): 5xx answers and the gateway's
+/// own upstream failures (timeout, unreachable, circuit open) are failures.
+fn observed(
+    state: &AppState,
+    started: Instant,
+    res: Result<Response, ApiError>,
+) -> Result<Response, ApiError> {
+    let failed = match &res {
+        Ok(r) => r.status().is_server_error(),
+        Err(e) => e.status().is_server_error(),
+    };
+    state.reservation_health.record(started.elapsed(), failed);
     res
 }
 
@@ -44,7 +64,9 @@ pub async fn get(
     req: Request,
 ) -> Result<Response, ApiError> {
     let path = format!("/v1/reservations/{}", valid_id(&id)?);
-    proxy(&state, &state.reservation, Method::GET, &path, req).await
+    let started = Instant::now();
+    let res = proxy(&state, &state.reservation, Method::GET, &path, req).await;
+    observed(&state, started, res)
 }
 
 pub async fn cancel(
@@ -53,7 +75,9 @@ pub async fn cancel(
     req: Request,
 ) -> Result<Response, ApiError> {
     let path = format!("/v1/reservations/{}/cancel", valid_id(&id)?);
-    proxy(&state, &state.reservation, Method::POST, &path, req).await
+    let started = Instant::now();
+    let res = proxy(&state, &state.reservation, Method::POST, &path, req).await;
+    observed(&state, started, res)
 }
 
 pub async fn confirm(
@@ -62,5 +86,7 @@ pub async fn confirm(
     req: Request,
 ) -> Result<Response, ApiError> {
     let path = format!("/v1/reservations/{}/confirm", valid_id(&id)?);
-    proxy(&state, &state.reservation, Method::POST, &path, req).await
+    let started = Instant::now();
+    let res = proxy(&state, &state.reservation, Method::POST, &path, req).await;
+    observed(&state, started, res)
 }

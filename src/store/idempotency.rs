@@ -226,57 +226,15 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-// KEYS[1] record; ARGV[1] fingerprint, ARGV[2] owner token, ARGV[3] in-flight TTL (ms).
-// Fingerprint first: a different request under the same key is a conflict whether or not the
-// first one has finished. Our own in-flight record (a retried call) counts as acquired.
-static ACQUIRE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-local r = redis.call('HMGET', KEYS[1], 'fp', 'state', 'status', 'ct', 'body')
-if not r[1] then
-  redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'state', 'inflight', 'owner', ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  return {'acquired'}
-end
-if r[1] ~= ARGV[1] then return {'conflict'} end
-if r[2] ~= 'done' then
-  if redis.call('HGET', KEYS[1], 'owner') == ARGV[2] then return {'acquired'} end
-  return {'inflight'}
-end
-return {'done', r[3] or '', r[4] or '', r[5] or ''}
-",
-    )
-});
+// The scripts, with their keys and arguments, are in `lua/`.
+static ACQUIRE: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("lua/idempotency_acquire.lua")));
 
-// KEYS[1] record; ARGV[1] owner, ARGV[2] status, ARGV[3] content type, ARGV[4] body,
-// ARGV[5] TTL (ms), ARGV[6] fingerprint. 1: ours, stored; 2: gone, written anew; 0: taken.
-static COMPLETE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-local result = 1
-if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then
-  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-  result = 2
-end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'fp', ARGV[6], 'state', 'done', 'status', ARGV[2], 'ct', ARGV[3], 'body', ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return result
-",
-    )
-});
+static COMPLETE: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("lua/idempotency_complete.lua")));
 
-// KEYS[1] record; ARGV[1] owner. Only an in-flight record has an owner.
-static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-",
-    )
-});
+static RELEASE: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("lua/idempotency_release.lua")));
 
 fn parse_acquire(
     reply: Vec<Vec<u8>>,

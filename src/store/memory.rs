@@ -4,7 +4,6 @@
 use super::{idempotency, queue, ratelimit};
 
 #[derive(Default)]
-#[allow(dead_code)] // each policy's state is read by that policy's file as it lands
 pub struct MemoryStore {
     pub(crate) ratelimit: ratelimit::MemoryBuckets,
     pub(crate) idempotency: idempotency::MemoryRecords,
@@ -16,9 +15,11 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// Drops what has expired in every policy's state and gives the memory back.
-    pub fn sweep(&self) {
+    /// Drops what has expired in every policy's state and gives the memory back; `queue` says
+    /// when a waiting-room place expires.
+    pub fn sweep(&self, queue: &queue::QueueSettings) {
         self.ratelimit.sweep();
         self.idempotency.sweep();
+        self.queue.sweep(queue);
     }
 }

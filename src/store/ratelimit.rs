@@ -89,27 +89,7 @@ pub fn key(client: IpAddr) -> String {
 /// an integer string (`%d`: Lua's default number format would round 16-digit microseconds);
 /// the key lives until the bucket would be full again. Returns
 /// `{allowed, remaining, retry_after_us, reset_us}`.
-const SCRIPT: &str = r"
-if redis.replicate_commands then redis.replicate_commands() end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local tat = now
-local stored = redis.call('GET', KEYS[1])
-if stored then
-  stored = tonumber(stored)
-  if stored and stored > now then tat = stored end
-end
-local new_tat = tat + interval
-local allow_at = new_tat - burst * interval
-if now < allow_at then
-  return {0, 0, allow_at - now, tat - now}
-end
-local ttl_ms = math.floor((new_tat - now) / 1000) + 1
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', string.format('%d', ttl_ms))
-return {1, math.floor((now - allow_at) / interval), 0, new_tat - now}
-";
+const SCRIPT: &str = include_str!("lua/ratelimit.lua");
 
 static REDIS_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SCRIPT));
 

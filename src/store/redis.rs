@@ -85,16 +85,11 @@ impl RedisStore {
 
     /// Runs one command (for the rare non-script call).
     pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        let call = async {
-            match self.conn()? {
-                Conn::Single(mut c) => cmd.query_async(&mut c).await.map_err(map_err),
-                Conn::Cluster(mut c) => cmd.query_async(&mut c).await.map_err(map_err),
+        self.call("redis", "COMMAND", |conn| async move {
+            match conn {
+                Conn::Single(mut c) => cmd.query_async(&mut c).await,
+                Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
             }
-        };
-        traced("redis", "COMMAND", async {
-            tokio::time::timeout(CALL_TIMEOUT, call)
-                .await
-                .map_err(|_| StoreError::Timeout)?
         })
         .await
     }
@@ -104,16 +99,33 @@ impl RedisStore {
         &self,
         inv: &ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        let call = async {
-            match self.conn()? {
-                Conn::Single(mut c) => inv.invoke_async(&mut c).await.map_err(map_err),
-                Conn::Cluster(mut c) => inv.invoke_async(&mut c).await.map_err(map_err),
+        self.call("redis EVALSHA", "EVALSHA", |conn| async move {
+            match conn {
+                Conn::Single(mut c) => inv.invoke_async(&mut c).await,
+                Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
             }
-        };
-        traced("redis EVALSHA", "EVALSHA", async {
-            tokio::time::timeout(CALL_TIMEOUT, call)
+        })
+        .await
+    }
+
+    /// One call on the connection: traced when the request is sampled, bounded by
+    /// [`CALL_TIMEOUT`], errors sorted into [`StoreError`].
+    async fn call<T, F, Fut>(
+        &self,
+        name: &'static str,
+        op: &'static str,
+        f: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let conn = self.conn()?;
+        traced(name, op, async {
+            tokio::time::timeout(CALL_TIMEOUT, f(conn))
                 .await
                 .map_err(|_| StoreError::Timeout)?
+                .map_err(map_err)
         })
         .await
     }
@@ -131,9 +143,9 @@ impl RedisStore {
         let wait_ms = u64::try_from((CALL_TIMEOUT * 4 / 5).as_millis()).unwrap_or(200);
         let mut cmd = redis::cmd("WAIT");
         cmd.arg(replicas).arg(wait_ms);
-        let call = async {
-            match self.conn()? {
-                Conn::Single(mut c) => cmd.query_async::<u32>(&mut c).await.map_err(map_err),
+        self.call("redis WAIT", "WAIT", |conn| async move {
+            match conn {
+                Conn::Single(mut c) => cmd.query_async::<u32>(&mut c).await,
                 Conn::Cluster(mut c) => {
                     use redis::cluster_routing::{
                         Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr,
@@ -141,16 +153,10 @@ impl RedisStore {
                     let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
                     let routing =
                         RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-                    let v = c.route_command(cmd, routing).await.map_err(map_err)?;
-                    redis::from_redis_value::<u32>(v)
-                        .map_err(|e| StoreError::Protocol(e.to_string()))
+                    let v = c.route_command(cmd, routing).await?;
+                    redis::from_redis_value::<u32>(v).map_err(RedisError::from)
                 }
             }
-        };
-        traced("redis WAIT", "WAIT", async {
-            tokio::time::timeout(CALL_TIMEOUT, call)
-                .await
-                .map_err(|_| StoreError::Timeout)?
         })
         .await
     }

@@ -46,6 +46,11 @@ pub struct Metrics {
     pub queue_admissions: IntCounterVec,
     pub queue_expirations: IntCounterVec,
     pub queue_waiting: IntGaugeVec,
+    /// Per defined event, from the store (SPEC §5a).
+    pub queue_prequeue: IntGaugeVec,
+    pub queue_active: IntGaugeVec,
+    pub queue_admitted: IntGaugeVec,
+    pub queue_admission_factor: prometheus::GaugeVec,
     pub store_errors: IntCounterVec,
     pub store_duration: HistogramVec,
 }
@@ -201,6 +206,32 @@ impl Metrics {
                 "People waiting per event, as last seen by this replica.",
                 &["event"],
             )?,
+            queue_prequeue: gauge(
+                "queue_prequeue",
+                "People in the prequeue per defined event (before opens_at).",
+                &["event"],
+            )?,
+            queue_active: gauge(
+                "queue_active",
+                "People ready or admitted per defined event (what max_active caps).",
+                &["event"],
+            )?,
+            queue_admitted: gauge(
+                "queue_admitted",
+                "People admitted in total per defined event, as the store counts them.",
+                &["event"],
+            )?,
+            queue_admission_factor: {
+                let g = prometheus::GaugeVec::new(
+                    Opts::new(
+                        "queue_admission_factor",
+                        "The adaptive admission factor per defined event (1 when not adaptive).",
+                    ),
+                    &["event"],
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
             store_errors: counter(
                 "store_errors_total",
                 "Store calls that failed, by operation.",

@@ -349,6 +349,12 @@ impl TestApp {
         bearer(sub)
     }
 
+    /// `Bearer <jwt>` for an operator: the test claims for `sub` plus `extra` (e.g.
+    /// `{"scope": "gateway:admin"}` or `{"scp": ["gateway:admin"]}`), signed by the test key.
+    pub fn bearer_with(&self, sub: &str, extra: serde_json::Value) -> String {
+        bearer_with(sub, extra)
+    }
+
     /// The `/metrics` exposition as text.
     pub async fn metrics_text(&self) -> String {
         self.get("/metrics")
@@ -603,6 +609,15 @@ pub fn jwt_env(jwks: &JwksServer) -> Vec<(String, String)> {
 /// `Bearer <jwt>` for `sub`, signed by the default test key ([`TestKey::ed25519`]).
 pub fn bearer(sub: &str) -> String {
     format!("Bearer {}", TestKey::ed25519().sign(&claims_for(sub)))
+}
+
+/// `Bearer <jwt>` for `sub` with `extra` claims merged in (scopes for the admin routes).
+pub fn bearer_with(sub: &str, extra: serde_json::Value) -> String {
+    let mut claims = claims_for(sub);
+    if let (Some(c), serde_json::Value::Object(e)) = (claims.as_object_mut(), extra) {
+        c.extend(e);
+    }
+    format!("Bearer {}", TestKey::ed25519().sign(&claims))
 }
 
 /// Valid claims for `sub`: test issuer and audience, expiring in an hour.

@@ -7,6 +7,7 @@ mod helpers;
 mod auth;
 mod cli;
 mod demo;
+mod events;
 mod idempotency;
 mod input;
 mod listener;

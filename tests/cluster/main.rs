@@ -9,6 +9,7 @@ mod helpers;
 
 mod harness;
 
+mod events;
 mod failover;
 mod invariants;
 mod scaleout;
