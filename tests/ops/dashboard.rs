@@ -1,6 +1,7 @@
 //! `deploy/grafana/gateway-api.json` against a real Prometheus (Debian's `prometheus`) that
 //! scrapes a real gateway (Redis store, JWKS, mock upstreams) under a little traffic of every
-//! kind the panels show: the waiting room, reservations and payments with idempotency keys and a
+//! kind the panels show: the waiting room of an event an operator defined (adaptive),
+//! reservations and payments with idempotency keys and a
 //! replay, refused tokens, upstream 500s, and a short Redis outage (store errors, the rate
 //! limiter's local fallback). Then every panel's query goes through Prometheus's HTTP API, with
 //! Grafana's `$__rate_interval` as `1m`: each must parse and return at least one series.
@@ -103,6 +104,9 @@ async fn every_dashboard_panel_query_returns_data_from_a_real_prometheus() {
         "jwt_verifications_total",
         "jwks_fetches_total",
         "queue_waiting",
+        "queue_prequeue",
+        "queue_active",
+        "queue_admission_factor",
         "queue_admissions_total",
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
@@ -115,6 +119,20 @@ async fn every_dashboard_panel_query_returns_data_from_a_real_prometheus() {
     let prom = start_prometheus(&app.addr.to_string());
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let bearer = app.bearer("fan-1");
+
+    // An event an operator defined (its gauges are per defined event, SPEC §5a), adaptive.
+    let res = app
+        .client
+        .put(app.url("/admin/v1/events/concert-2026"))
+        .header(
+            "authorization",
+            app.bearer_with("operator", json!({"scope": "gateway:admin"})),
+        )
+        .json(&json!({"admission_rps": 50, "adaptive": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
 
     let traffic_until = Instant::now() + Duration::from_secs(6);
     let mut round = 0;
