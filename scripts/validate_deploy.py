@@ -17,7 +17,7 @@ kubernetes-validate); this script checks what those cannot know:
 - the Dockerfile exposes 8080, runs non-root, health-checks with `gateway --healthcheck` and
   starts in exec form.
 
-Usage: validate_deploy.py <openapi.json> <binary names, comma-separated>
+Usage: validate_deploy.py <openapi.json> <binary names, comma-separated> <rendered k8s manifests>
 """
 import json
 import re
@@ -98,8 +98,24 @@ def main():
 
     # --- Dockerfile ------------------------------------------------------------------------
     dockerfile = (ROOT / "Dockerfile").read_text()
-    copied = set(re.findall(r"/out/([a-z-]+)", dockerfile.split("AS runtime", 1)[-1]))
-    check(copied == binaries, f"Dockerfile copies {sorted(copied)}, Cargo builds {sorted(binaries)}")
+    stages = dict(re.findall(r"^FROM \S+ AS (\S+)\n(.*?)(?=^FROM |\Z)", dockerfile, re.M | re.S))
+    runtime = stages.get("runtime", "")
+    mock = stages.get("mock-upstream", "")
+    copied = set(re.findall(r"/out/([a-z-]+)", runtime))
+    check(copied == {"gateway"}, f"Dockerfile: the production image holds only gateway, not {sorted(copied)}")
+    mock_copied = set(re.findall(r"/out/([a-z-]+)", mock))
+    check("mock-upstream" in mock_copied, "Dockerfile: a mock-upstream stage with the mock")
+    check(copied | mock_copied == binaries, f"Dockerfile ships {sorted(copied | mock_copied)}, Cargo builds {sorted(binaries)}")
+    check(list(stages)[-1] == "runtime", "Dockerfile: the production image is the last (default) stage")
+    check("cargo chef cook" in dockerfile and "cargo chef prepare" in dockerfile,
+          "Dockerfile: dependencies cached with cargo-chef")
+    check("CARGO_PROFILE_RELEASE_STRIP=symbols" in dockerfile, "Dockerfile: stripped binaries")
+    for label in ["source", "revision", "version"]:
+        check(all(f"org.opencontainers.image.{label}=" in st for st in (runtime, mock)),
+              f"Dockerfile: OCI label {label} on both images")
+    cargo_version = re.search(r'^version = "([^"]+)"', (ROOT / "Cargo.toml").read_text(), re.M).group(1)
+    check(re.search(rf"^ARG VERSION={re.escape(cargo_version)}$", dockerfile, re.M),
+          f"Dockerfile: ARG VERSION is Cargo.toml's {cargo_version}")
     check(re.search(r"^EXPOSE 8080$", dockerfile, re.M), "Dockerfile: EXPOSE 8080")
     user = re.findall(r"^USER (\S+)", dockerfile, re.M)
     check(user and not user[-1].startswith(("0", "root")), "Dockerfile: last USER is non-root")
@@ -114,12 +130,17 @@ def main():
     # --- docker-compose.yml ----------------------------------------------------------------
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    for name in ["gateway-api", "redis", "reservation-api", "payment-sim-api", "otel-collector", "prometheus"]:
+    for name in ["gateway-api", "redis", "reservation-api", "payment-sim-api", "otel-collector", "prometheus",
+                 "grafana", "jaeger"]:
         check(name in services, f"compose: service {name} exists")
     ours = {n: s for n, s in services.items() if "build" in s or str(s.get("image", "")).startswith("gateway-api")}
     for n, s in ours.items():
         cmd = command_of(s)
         exe = Path(cmd[0]).name if cmd else "gateway"
+        target = s.get("build", {}).get("target")
+        want = "runtime" if exe == "gateway" else "mock-upstream"
+        check(target == want, f"compose: {n} builds the Dockerfile's {want} stage, not {target}")
+        check(target in stages, f"compose: {n}'s build target {target} is a Dockerfile stage")
         check(exe in binaries, f"compose: {n} runs {exe!r}, not one of the image's binaries {sorted(binaries)}")
         env = s.get("environment", {})
         check(isinstance(env, dict), f"compose: {n} environment is a mapping")
@@ -167,9 +188,18 @@ def main():
     check("./otel-collector.yaml" in mounted, "compose: collector mounts otel-collector.yaml")
     check(any(f"--config={v.split(':')[1]}" in command_of(col) for v in col.get("volumes", [])),
           "compose: collector runs the mounted config")
+    check(re.fullmatch(r"jaegertracing/jaeger:2\.\d+\.\d+", services["jaeger"]["image"]),
+          "compose: Jaeger v2, pinned")
+    check(re.fullmatch(r"prom/prometheus:v3\.\d+\.\d+", services["prometheus"]["image"]),
+          "compose: Prometheus v3, pinned")
+    graf = services["grafana"]
+    for v in graf.get("volumes", []):
+        check((ROOT / v.split(":")[0]).exists(), f"compose: grafana mounts {v.split(':')[0]}, which exists")
     prom = services["prometheus"]
-    check(any(v.startswith("./deploy/prometheus.yml:") for v in prom.get("volumes", [])),
-          "compose: prometheus mounts deploy/prometheus.yml")
+    check(any(v.startswith("./deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml") for v in prom.get("volumes", [])),
+          "compose: prometheus mounts the alert rules where prometheus.yml reads them")
+    check(any(v.startswith("./deploy/prometheus/prometheus.yml:") for v in prom.get("volumes", [])),
+          "compose: prometheus mounts deploy/prometheus/prometheus.yml")
     grace = parse_seconds(gw.get("stop_grace_period", "10s"))
     check(grace >= parse_seconds(env["SHUTDOWN_DELAY"]) + parse_seconds(env["SHUTDOWN_TIMEOUT"]),
           "compose: stop_grace_period covers SHUTDOWN_DELAY + SHUTDOWN_TIMEOUT")
@@ -192,8 +222,8 @@ def main():
         host = otel["exporters"][e]["endpoint"].split(":")[0]
         check(host in services, f"collector: exporter {e} points at compose service {host}")
 
-    # --- deploy/prometheus.yml -------------------------------------------------------------
-    promcfg = yaml.safe_load((ROOT / "deploy/prometheus.yml").read_text())
+    # --- deploy/prometheus/prometheus.yml -------------------------------------------------------------
+    promcfg = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     jobs = promcfg["scrape_configs"]
     check(any(j.get("metrics_path", "/metrics") == "/metrics"
               and "gateway-api:8080" in sum((c["targets"] for c in j.get("static_configs", [])), [])
@@ -201,16 +231,22 @@ def main():
     check("/metrics" in doc_paths, "openapi: /metrics documented")
 
     # --- deploy/k8s ------------------------------------------------------------------------
+    # What `kubectl apply -k deploy/k8s` applies: the rendered manifests (argument 3, from
+    # `kubectl kustomize deploy/k8s`), so the generated ConfigMap is checked as it is applied.
     k8s = {}
-    for f in sorted((ROOT / "deploy/k8s").glob("*.yaml")):
-        for d in yaml.safe_load_all(f.read_text()):
-            if d:
-                k8s.setdefault(d["kind"], []).append(d)
-    for kind in ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap"]:
+    for d in yaml.safe_load_all(Path(sys.argv[3]).read_text()):
+        if d:
+            k8s.setdefault(d["kind"], []).append(d)
+    for kind in ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap",
+                 "NetworkPolicy"]:
         check(kind in k8s, f"k8s: a {kind}")
-    kust = k8s.get("Kustomization", [{}])[0]
+    kust = yaml.safe_load((ROOT / "deploy/k8s/kustomization.yaml").read_text())
     for r in kust.get("resources", []):
         check((ROOT / "deploy/k8s" / r).exists(), f"k8s: kustomization resource {r} exists")
+    gens = [g for g in kust.get("configMapGenerator", []) if g["name"] == "gateway-api-config"]
+    check(bool(gens), "k8s: the settings come from a configMapGenerator (a change rolls the pods)")
+    check(k8s["ConfigMap"][0]["metadata"]["name"].startswith("gateway-api-config-"),
+          "k8s: the ConfigMap's name carries the content hash")
     dep = k8s["Deployment"][0]
     pod = dep["spec"]["template"]
     spec = pod["spec"]

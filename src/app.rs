@@ -233,3 +233,11 @@ pub async fn healthcheck() -> std::process::ExitCode {
         std::process::ExitCode::FAILURE
     }
 }
+
+/// After the first shutdown signal: a second SIGINT or SIGTERM ends the process at once (exit
+/// 130), without waiting for the drain (a person pressing Ctrl-C twice means it).
+pub async fn exit_on_second_signal() {
+    shutdown_signal().await;
+    eprintln!("gateway: second signal, exiting now");
+    std::process::exit(130);
+}

@@ -3,6 +3,15 @@
 //! `envy` collects every variable as text into [`RawConfig`]; each one is then parsed by a
 //! function that knows the variable's name, so a bad value stops start-up with
 //! `NAME="value": expected …` and never silently becomes the default.
+//!
+//! [`VARIABLES`] is the one list of the variables: `gateway --help` prints it, `--check-config`
+//! walks it, the unknown-variable warnings compare against it, and the tests check that it and
+//! [`RawConfig`] name the same variables and that every default it shows is the parser's.
+//!
+//! Every bad variable is reported at once ([`ConfigErrors`], one line each): the parser stops at
+//! the first bad value, so [`Config::from_vars`] drops the variable it refused and parses again
+//! until nothing is refused (a few dozen variables: microseconds, once, at start-up). The parse
+//! itself stays one straight line per variable.
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -23,8 +32,51 @@ pub enum ConfigError {
         name: &'static str,
         why: &'static str,
     },
+    /// A value refused for a reason only known at run time (`LOG_LEVEL`'s unknown target).
+    #[error("{name}={value:?}: {reason}")]
+    Rejected {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error("reading the environment: {0}")]
     Env(String),
+}
+
+impl ConfigError {
+    /// The variable this error is about, when it is about one.
+    pub fn variable(&self) -> Option<&'static str> {
+        match self {
+            ConfigError::Invalid { name, .. }
+            | ConfigError::Missing { name, .. }
+            | ConfigError::Rejected { name, .. } => Some(name),
+            ConfigError::Env(_) => None,
+        }
+    }
+}
+
+/// Every configuration error found, one per line (`main` prints them and exits 2).
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        ConfigErrors(vec![e])
+    }
 }
 
 /// A value that must never be printed (passwords). `Debug` shows `***`.
@@ -74,6 +126,9 @@ pub struct Config {
     pub redis_wait_replicas: u32,
     /// Set by `--demo` only: serve `GET /demo/token`.
     pub demo: bool,
+    /// Start-up warnings: variables with one of the gateway's prefixes that it does not know
+    /// (logged once the logger runs, printed by `--check-config`).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -127,10 +182,25 @@ pub struct RoutingConfig {
 #[derive(Debug, Clone)]
 pub struct TelemetryConfig {
     pub otlp_endpoint: String,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` was given (not the default): `--demo` exports only then.
+    pub otlp_endpoint_set: bool,
+    /// Spans are exported over OTLP (always, except `--demo` without an endpoint).
+    pub export_traces: bool,
+    /// `LOG_FORMAT`; `None`: text when stdout is a terminal, JSON lines otherwise.
+    pub log_format: Option<LogFormat>,
     pub trace_sampling: f64,
     pub log_level: String,
     pub service_name: String,
     pub service_version: String,
+}
+
+/// `LOG_FORMAT=json|text`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (SPEC §4): for log collectors.
+    Json,
+    /// tracing's human-readable lines, for a person at a terminal.
+    Text,
 }
 
 #[derive(Debug, Clone)]
@@ -181,6 +251,7 @@ struct RawConfig {
     otel_exporter_otlp_endpoint: Option<String>,
     trace_sampling: Option<String>,
     log_level: Option<String>,
+    log_format: Option<String>,
     service_name: Option<String>,
     service_version: Option<String>,
     max_body_size: Option<String>,
@@ -209,24 +280,76 @@ pub const DEFAULT_PAYMENT_BASE: &str = "http://payment-sim-api.tickets-api.svc.c
 
 impl Config {
     /// Reads the process environment. `main` is the only caller.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(std::env::vars())
+    pub fn from_env() -> Result<Self, ConfigErrors> {
+        Self::from_vars(env_vars())
+    }
+
+    /// [`Config::load`] on the process environment (`gateway`, `gateway --check-config`).
+    pub fn load_env(demo: bool) -> Result<Self, ConfigErrors> {
+        Self::load(env_vars(), demo)
     }
 
     /// Reads the given variables (tests pass their own; nothing touches the process env).
-    pub fn from_vars<I, K, V>(vars: I) -> Result<Self, ConfigError>
+    /// Every bad value is in the error, not only the first.
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Self, ConfigErrors>
     where
         I: IntoIterator<Item = (K, V)>,
         K: Into<String>,
         V: Into<String>,
     {
-        // Later values win, as with `env K=v` (the harness layers overrides on defaults).
-        let vars: std::collections::HashMap<String, String> = vars
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
-        let raw: RawConfig = envy::from_iter(vars).map_err(|e| ConfigError::Env(e.to_string()))?;
-        Self::parse(raw)
+        match Self::parse_all(collect(vars)) {
+            (Some(config), errors) if errors.is_empty() => Ok(config),
+            (_, errors) => Err(ConfigErrors(errors)),
+        }
+    }
+
+    /// What `gateway` starts with: [`Config::from_vars`], then, unless `demo`, the JWT settings
+    /// verification needs. Every bad and every missing variable is in the error.
+    pub fn load<I, K, V>(vars: I, demo: bool) -> Result<Self, ConfigErrors>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let (config, mut errors) = Self::parse_all(collect(vars));
+        let Some(mut config) = config else {
+            return Err(ConfigErrors(errors));
+        };
+        config.demo = demo;
+        errors.extend(config.missing_jwt());
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Parses, drops each refused variable and parses again, until nothing is refused. Returns
+    /// the last configuration (with the refused variables at their defaults) and every error.
+    fn parse_all(
+        mut vars: std::collections::HashMap<String, String>,
+    ) -> (Option<Self>, Vec<ConfigError>) {
+        let warnings = unknown_variables(vars.keys().map(String::as_str));
+        let mut errors = Vec::new();
+        loop {
+            let parsed = envy::from_iter::<_, RawConfig>(vars.clone())
+                .map_err(|e| ConfigError::Env(e.to_string()))
+                .and_then(Self::parse);
+            match parsed {
+                Ok(mut config) => {
+                    config.warnings = warnings;
+                    return (Some(config), errors);
+                }
+                Err(e) => {
+                    let refused = e.variable();
+                    errors.push(e);
+                    // A variable that is not in the map cannot be refused again: stop there.
+                    if refused.is_none_or(|name| vars.remove(name).is_none()) {
+                        return (None, errors);
+                    }
+                }
+            }
+        }
     }
 
     fn parse(r: RawConfig) -> Result<Self, ConfigError> {
@@ -250,7 +373,7 @@ impl Config {
                     })?;
                 let cluster = parse_or("REDIS_CLUSTER", r.redis_cluster, false, parse_bool)?
                     || urls.len() > 1;
-                let db = parse_or("REDIS_DB", r.redis_db.clone(), 0, parse_num)?;
+                let db = parse_or("REDIS_DB", r.redis_db.clone(), 0, parse_db)?;
                 if cluster && db != 0 {
                     // A Redis Cluster has only database 0: fail now, not on every connection.
                     return Err(invalid(
@@ -359,11 +482,23 @@ impl Config {
                 parse_nonzero_duration,
             )?,
         };
+        let otlp_endpoint_set = non_empty(r.otel_exporter_otlp_endpoint.clone()).is_some();
         let telemetry = TelemetryConfig {
-            otlp_endpoint: match non_empty(r.otel_exporter_otlp_endpoint) {
-                Some(u) => parse_url("OTEL_EXPORTER_OTLP_ENDPOINT", &u)?.to_string(),
-                None => "http://otel-collector:4317".to_owned(),
-            },
+            otlp_endpoint: parse_url(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                &non_empty(r.otel_exporter_otlp_endpoint)
+                    .unwrap_or_else(|| "http://otel-collector:4317".to_owned()),
+            )?
+            .to_string(),
+            otlp_endpoint_set,
+            export_traces: true,
+            log_format: parse_or("LOG_FORMAT", r.log_format, None, |v| {
+                match v.to_ascii_lowercase().as_str() {
+                    "json" => Ok(Some(LogFormat::Json)),
+                    "text" => Ok(Some(LogFormat::Text)),
+                    _ => Err("json or text"),
+                }
+            })?,
             trace_sampling: parse_or("TRACE_SAMPLING", r.trace_sampling, 0.1, parse_ratio)?,
             log_level: match non_empty(r.log_level) {
                 Some(l) => parse_log_level(&l)?,
@@ -459,7 +594,7 @@ impl Config {
                 .collect::<Result<_, _>>()?,
         };
         Ok(Config {
-            port: parse_or("PORT", r.port, 8080, parse_num)?,
+            port: parse_or("PORT", r.port, 8080, parse_port)?,
             redis,
             jwt,
             rate_limit,
@@ -519,39 +654,64 @@ impl Config {
                 "REDIS_WAIT_REPLICAS",
                 r.redis_wait_replicas,
                 0,
-                parse_num,
+                parse_u32,
             )?,
             demo: false,
+            warnings: Vec::new(),
         })
     }
 
     /// JWT verification needs issuer, audience and JWKS URL unless verification is skipped or
-    /// the demo supplies its own. Checked by `main`, after `--demo` had its say.
-    pub fn validate_jwt(&self) -> Result<(), ConfigError> {
+    /// the demo supplies its own ([`Config::load`] checks it after `--demo` had its say).
+    pub fn validate_jwt(&self) -> Result<(), ConfigErrors> {
+        let missing = self.missing_jwt();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(missing))
+        }
+    }
+
+    /// Each JWT setting verification needs and does not have.
+    fn missing_jwt(&self) -> Vec<ConfigError> {
         if self.jwt.skip_verify || self.demo {
-            return Ok(());
+            return Vec::new();
         }
         let why = " (or set JWT_SKIP_VERIFY=true for development, or run --demo)";
-        if self.jwt.jwks_url.is_none() {
-            return Err(ConfigError::Missing {
-                name: "JWT_JWKS_URL",
-                why,
-            });
-        }
-        if self.jwt.issuer.is_none() {
-            return Err(ConfigError::Missing {
-                name: "JWT_ISSUER",
-                why,
-            });
-        }
-        if self.jwt.audience.is_none() {
-            return Err(ConfigError::Missing {
-                name: "JWT_AUDIENCE",
-                why,
-            });
-        }
-        Ok(())
+        [
+            ("JWT_JWKS_URL", self.jwt.jwks_url.is_none()),
+            ("JWT_ISSUER", self.jwt.issuer.is_none()),
+            ("JWT_AUDIENCE", self.jwt.audience.is_none()),
+        ]
+        .into_iter()
+        .filter(|(_, missing)| *missing)
+        .map(|(name, _)| ConfigError::Missing { name, why })
+        .collect()
     }
+}
+
+/// The process environment; a variable whose name or value is not UTF-8 is not one of ours
+/// (`std::env::vars` would panic on it).
+fn env_vars() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+}
+
+/// `--check-config` on the process environment: see [`effective_values`].
+pub fn effective_env_values() -> Vec<(&'static Var, String, bool)> {
+    let env: std::collections::HashMap<String, String> = env_vars().collect();
+    effective_values(|k| env.get(k).map(String::as_str))
+}
+
+/// Later values win, as with `env K=v` (the harness layers overrides on defaults).
+fn collect<I, K, V>(vars: I) -> std::collections::HashMap<String, String>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: Into<String>,
+    V: Into<String>,
+{
+    vars.into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect()
 }
 
 fn non_empty(v: Option<String>) -> Option<String> {
@@ -587,22 +747,34 @@ fn parse_bool(s: &str) -> Result<bool, &'static str> {
     }
 }
 
-fn parse_num<T: std::str::FromStr>(s: &str) -> Result<T, &'static str> {
-    s.parse().map_err(|_| "a whole number")
+fn parse_port(s: &str) -> Result<u16, &'static str> {
+    s.parse().map_err(|_| "1–65535 (0: any free port)")
+}
+
+fn parse_db(s: &str) -> Result<i64, &'static str> {
+    s.parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .ok_or("a whole number from 0 (a database index)")
+}
+
+fn parse_u32(s: &str) -> Result<u32, &'static str> {
+    s.parse::<u32>()
+        .map_err(|_| "a whole number from 0 to 4294967295")
 }
 
 fn parse_positive_u32(s: &str) -> Result<u32, &'static str> {
     s.parse::<u32>()
         .ok()
         .filter(|n| *n > 0)
-        .ok_or("a whole number above 0")
+        .ok_or("a whole number from 1 to 4294967295")
 }
 
 fn parse_positive_usize(s: &str) -> Result<usize, &'static str> {
     s.parse::<usize>()
         .ok()
         .filter(|n| *n > 0)
-        .ok_or("a whole number above 0")
+        .ok_or("a whole number from 1")
 }
 
 fn parse_positive_f64(s: &str) -> Result<f64, &'static str> {
@@ -639,17 +811,93 @@ fn parse_seconds(s: &str) -> Result<Duration, &'static str> {
         .ok_or("a whole number of seconds above 0")
 }
 
+/// `LOG_LEVEL`: a level, or EnvFilter directives (`info,gateway_api::jwt=debug`) whose targets
+/// are this crate's modules, its log targets (`access`) or the libraries it logs through. A word
+/// EnvFilter would take as a target nobody logs to (`warning`, `verbose`) would otherwise turn
+/// every line off without a word.
 fn parse_log_level(s: &str) -> Result<String, ConfigError> {
-    // A plain level or a full EnvFilter directive such as `info,gateway_api=debug`.
+    let reject = |reason: String| ConfigError::Rejected {
+        name: "LOG_LEVEL",
+        value: s.to_owned(),
+        reason,
+    };
+    const EXPECTED: &str =
+        "expected trace, debug, info, warn, error, off or directives like info,gateway_api=debug";
+    for directive in s.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if is_level(directive) {
+            continue;
+        }
+        // `target[span{field=value}]=level`: the level follows the last `=` outside the braces.
+        let (lhs, level) = match directive.rsplit_once('=') {
+            Some((lhs, level)) if !level.contains([']', '}']) => (lhs, Some(level)),
+            _ => (directive, None),
+        };
+        if let Some(level) = level
+            && !is_level(level)
+        {
+            return Err(reject(format!("{EXPECTED} (unknown level {level:?})")));
+        }
+        let target = lhs.split('[').next().unwrap_or_default();
+        if !target.is_empty() && !known_log_target(target) {
+            // `warning` → `warn`, `err` → `error`, `debgu` → `debug`.
+            let lower = target.to_ascii_lowercase();
+            let hint = LEVELS
+                .iter()
+                .copied()
+                .find(|l| lower.starts_with(l) || l.starts_with(lower.as_str()))
+                .or_else(|| closest(target, LEVELS.iter().copied(), 2))
+                .map(|l| format!(", did you mean {l:?}?"))
+                .unwrap_or_default();
+            return Err(reject(format!(
+                "{EXPECTED} (no log target named {target:?}{hint})"
+            )));
+        }
+    }
     tracing_subscriber::EnvFilter::try_new(s)
         .map(|_| s.to_owned())
-        .map_err(|_| {
-            invalid(
-                "LOG_LEVEL",
-                s,
-                "trace, debug, info, warn, error or an EnvFilter directive",
-            )
-        })
+        .map_err(|e| reject(format!("{EXPECTED} ({e})")))
+}
+
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+fn is_level(s: &str) -> bool {
+    LEVELS.iter().any(|l| l.eq_ignore_ascii_case(s))
+}
+
+/// This crate's module paths (`gateway_api`, `gateway_api::jwt`, …), listed by `build.rs` from
+/// `src/`, so a new module is a valid target without anyone updating a list.
+const CRATE_MODULES: &[&str] = include!(concat!(env!("OUT_DIR"), "/modules.rs"));
+
+/// Log targets that are not module paths, and the libraries whose logs are worth turning up.
+const OTHER_LOG_TARGETS: &[&str] = &[
+    "access",
+    "gateway",
+    "mock_upstream",
+    "axum",
+    "h2",
+    "hyper",
+    "hyper_util",
+    "jsonwebtoken",
+    "opentelemetry",
+    "opentelemetry_otlp",
+    "opentelemetry_sdk",
+    "redis",
+    "reqwest",
+    "rustls",
+    "tokio",
+    "tonic",
+    "tower",
+    "tower_http",
+    "tracing_opentelemetry",
+];
+
+/// A module of this crate exactly, or a library target or any of its modules.
+fn known_log_target(target: &str) -> bool {
+    if CRATE_MODULES.contains(&target) {
+        return true;
+    }
+    let root = target.split("::").next().unwrap_or_default();
+    root != "gateway_api" && OTHER_LOG_TARGETS.contains(&root)
 }
 
 fn parse_url(name: &'static str, s: &str) -> Result<reqwest::Url, ConfigError> {
@@ -702,12 +950,425 @@ fn parse_cidr(s: &str) -> Option<IpNet> {
         .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
+/// One environment variable: what `--help` prints and `--check-config` walks (SPEC §8).
+#[derive(Debug, Clone, Copy)]
+pub struct Var {
+    pub name: &'static str,
+    pub default: VarDefault,
+    pub help: &'static str,
+    /// Printed as `***` by `--check-config`.
+    pub secret: bool,
+}
+
+/// A variable's default, as `--help` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VarDefault {
+    /// The value the parser uses when the variable is unset (tests check they agree).
+    Value(&'static str),
+    /// Unset means off / none / empty.
+    Unset,
+    /// Computed at start-up; the text says how.
+    Computed(&'static str),
+}
+
+impl std::fmt::Display for VarDefault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VarDefault::Value(v) => f.write_str(v),
+            VarDefault::Unset => f.write_str("unset"),
+            VarDefault::Computed(how) => f.write_str(how),
+        }
+    }
+}
+
+const fn var(name: &'static str, default: VarDefault, help: &'static str) -> Var {
+    Var {
+        name,
+        default,
+        help,
+        secret: false,
+    }
+}
+
+use VarDefault::{Computed, Unset, Value};
+
+/// Every variable the gateway reads, in SPEC §8's order (then the tuning knobs of each group).
+pub const VARIABLES: &[Var] = &[
+    var(
+        "PORT",
+        Value("8080"),
+        "TCP port to listen on (all interfaces)",
+    ),
+    var(
+        "REDIS_ADDR",
+        Unset,
+        "host:port, redis://… or rediss://…; several, comma-separated, for Redis Cluster. Unset: \
+         the in-memory store (single replica only)",
+    ),
+    var(
+        "REDIS_CLUSTER",
+        Value("false"),
+        "treat REDIS_ADDR as a Redis Cluster (implied by several addresses)",
+    ),
+    Var {
+        secret: true,
+        ..var("REDIS_PASSWORD", Unset, "Redis password (AUTH)")
+    },
+    var(
+        "REDIS_DB",
+        Value("0"),
+        "Redis database index (0 with a cluster)",
+    ),
+    var(
+        "REDIS_TLS",
+        Value("false"),
+        "TLS to Redis for host:port addresses (rediss://)",
+    ),
+    var(
+        "REDIS_WAIT_REPLICAS",
+        Value("0"),
+        "replicas that must acknowledge an idempotency record (WAIT) before a write is forwarded",
+    ),
+    var(
+        "JWT_ISSUER",
+        Unset,
+        "required `iss` of bearer tokens; required unless --demo or JWT_SKIP_VERIFY=true",
+    ),
+    var(
+        "JWT_AUDIENCE",
+        Unset,
+        "required `aud` of bearer tokens; required unless --demo or JWT_SKIP_VERIFY=true",
+    ),
+    var(
+        "JWT_JWKS_URL",
+        Unset,
+        "http(s) URL of the signing keys (JWKS); required unless --demo or JWT_SKIP_VERIFY=true",
+    ),
+    var("JWT_CACHE_TTL", Value("10m"), "JWKS refresh period"),
+    var(
+        "JWT_SKIP_VERIFY",
+        Value("false"),
+        "DEVELOPMENT ONLY: do not check token signatures (loud warning at start-up)",
+    ),
+    var(
+        "JWT_REFRESH_MIN_INTERVAL",
+        Value("30s"),
+        "an unknown `kid` refetches the JWKS at most this often",
+    ),
+    var(
+        "ADMIN_SCOPE",
+        Value("gateway:admin"),
+        "scope a bearer token needs for the /admin routes",
+    ),
+    var(
+        "RATE_LIMIT_ENABLED",
+        Value("true"),
+        "per-client rate limit on /api routes",
+    ),
+    var(
+        "RATE_LIMIT_RPS",
+        Value("50"),
+        "per-client refill rate, requests per second",
+    ),
+    var("RATE_LIMIT_BURST", Value("100"), "per-client bucket size"),
+    var(
+        "IDEMPOTENCY_TTL_SECONDS",
+        Value("300"),
+        "how long a completed write's answer is replayed",
+    ),
+    var(
+        "UPSTREAM_RESERVATION_BASE",
+        Value(DEFAULT_RESERVATION_BASE),
+        "reservation API base URL; comma-separated = load-balanced set",
+    ),
+    var(
+        "UPSTREAM_PAYMENT_BASE",
+        Value(DEFAULT_PAYMENT_BASE),
+        "payment API base URL; comma-separated = load-balanced set",
+    ),
+    var(
+        "UPSTREAM_RESERVATION_TIMEOUT",
+        Value("600ms"),
+        "reservation API answer timeout",
+    ),
+    var(
+        "UPSTREAM_PAYMENT_TIMEOUT",
+        Value("400ms"),
+        "payment API answer timeout",
+    ),
+    var(
+        "UPSTREAM_RESERVATION_MAX_CONCURRENCY",
+        Value("1024"),
+        "cap on concurrent reservation calls",
+    ),
+    var(
+        "UPSTREAM_PAYMENT_MAX_CONCURRENCY",
+        Value("512"),
+        "cap on concurrent payment calls",
+    ),
+    var(
+        "UPSTREAM_EJECT_AFTER",
+        Value("5"),
+        "consecutive failures that eject an upstream instance",
+    ),
+    var(
+        "UPSTREAM_EJECT_BASE",
+        Value("5s"),
+        "first ejection cooldown (doubles on repeats)",
+    ),
+    var(
+        "UPSTREAM_EJECT_MAX",
+        Value("60s"),
+        "longest ejection cooldown",
+    ),
+    var(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        Value("http://otel-collector:4317"),
+        "OTLP gRPC collector for traces (--demo exports only when this is set)",
+    ),
+    var(
+        "TRACE_SAMPLING",
+        Value("0.1"),
+        "share of new traces kept, 0 to 1 (a sampled traceparent is always continued)",
+    ),
+    var(
+        "LOG_LEVEL",
+        Value("info"),
+        "trace, debug, info, warn, error, or directives like info,gateway_api::jwt=debug",
+    ),
+    var(
+        "LOG_FORMAT",
+        Computed("text on a terminal, else json"),
+        "json (one object per line) or text",
+    ),
+    var(
+        "SERVICE_NAME",
+        Value("gateway-api"),
+        "service.name of traces, /version",
+    ),
+    var(
+        "SERVICE_VERSION",
+        Computed("the crate version"),
+        "service.version of traces, /version",
+    ),
+    var(
+        "MAX_BODY_SIZE",
+        Value("1048576"),
+        "largest request body in bytes (413 beyond)",
+    ),
+    var(
+        "MAX_IN_FLIGHT",
+        Value("10000"),
+        "requests served at once (503 OVERLOADED beyond)",
+    ),
+    var(
+        "WORKER_THREADS",
+        Computed("the CPUs this process may use"),
+        "Tokio worker threads (1: single-threaded scheduler)",
+    ),
+    var(
+        "TRUSTED_PROXIES",
+        Unset,
+        "CIDRs whose X-Forwarded-For is believed for the client address",
+    ),
+    var(
+        "CORS_ALLOWED_ORIGINS",
+        Unset,
+        "comma-separated origins that get CORS headers (* for any)",
+    ),
+    var(
+        "QUEUE_ADMISSION_RPS",
+        Value("100"),
+        "waiting room: people admitted per second per event",
+    ),
+    var(
+        "QUEUE_HEARTBEAT_TTL_SECONDS",
+        Value("300"),
+        "waiting room: a token not polled this long expires",
+    ),
+    var(
+        "QUEUE_RESERVATION_TOKEN_TTL_SECONDS",
+        Value("30"),
+        "waiting room: lifetime of a reservation token",
+    ),
+    var(
+        "QUEUE_REQUIRE_ADMISSION",
+        Value("false"),
+        "reservation create needs a reservation token from the waiting room",
+    ),
+    var(
+        "QUEUE_EVENTS_OPEN",
+        Value("true"),
+        "waiting room: queue events nobody defined (false: 404 EVENT_NOT_FOUND)",
+    ),
+    var(
+        "QUEUE_ADAPTIVE_MAX_ERRORS",
+        Value("0.05"),
+        "adaptive admission: reservation 5xx/timeout share that slows admission",
+    ),
+    var(
+        "QUEUE_ADAPTIVE_P99",
+        Value("1s"),
+        "adaptive admission: reservation p99 that slows admission",
+    ),
+    var(
+        "SHUTDOWN_DELAY",
+        Value("5s"),
+        "after SIGTERM, keep accepting (readyz 503) this long (--demo: 0)",
+    ),
+    var(
+        "SHUTDOWN_TIMEOUT",
+        Value("20s"),
+        "then let in-flight requests finish within this",
+    ),
+    var(
+        "REQUEST_BODY_TIMEOUT",
+        Value("10s"),
+        "a request body must arrive within this (408)",
+    ),
+    var(
+        "RESPONSE_WRITE_TIMEOUT",
+        Value("10s"),
+        "a response that makes no write progress this long is abandoned",
+    ),
+];
+
+/// The prefixes of the gateway's own variables: an unknown variable with one of them is
+/// probably a typo and gets a warning.
+pub const PREFIXES: &[&str] = &[
+    "JWT_",
+    "REDIS_",
+    "RATE_LIMIT_",
+    "UPSTREAM_",
+    "QUEUE_",
+    "IDEMPOTENCY_",
+    "TRACE_",
+    "SHUTDOWN_",
+    "MAX_",
+    "CORS_",
+    "TRUSTED_",
+];
+
+/// A warning for each variable the gateway does not know that looks like one of its own: it has
+/// one of [`PREFIXES`], or it is a typo of a known name whose prefix is misspelt too
+/// (`RATE_LIMT_RPS`: at most 2 edits from a known name, for names of 8 characters or more, so
+/// `HOME` or `TERM` are never taken for `PORT`). Names the closest known variable. Kubernetes
+/// service links (`REDIS_PORT=tcp://…`, `REDIS_SERVICE_HOST`, … for a Service named `redis`)
+/// are not ours and are left alone.
+fn unknown_variables<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let looks_like_ours = |n: &str| {
+        PREFIXES.iter().any(|p| n.starts_with(p))
+            || (n.len() >= 8 && VARIABLES.iter().any(|v| edit_distance(n, v.name) <= 2))
+    };
+    let mut unknown: Vec<&str> = names
+        .filter(|n| VARIABLES.iter().all(|v| v.name != *n))
+        .filter(|n| looks_like_ours(n))
+        .filter(|n| !is_service_link(n))
+        .collect();
+    unknown.sort_unstable();
+    unknown
+        .into_iter()
+        .map(
+            |n| match closest(n, VARIABLES.iter().map(|v| v.name), n.len().div_ceil(2)) {
+                Some(known) => format!("unknown variable {n} ignored; did you mean {known}?"),
+                None => format!("unknown variable {n} ignored"),
+            },
+        )
+        .collect()
+}
+
+/// `<SVC>_SERVICE_HOST`, `<SVC>_SERVICE_PORT[_<NAME>]`, `<SVC>_PORT`, `<SVC>_PORT_<n>_<PROTO>…`:
+/// the variables Kubernetes injects for each Service of the namespace.
+fn is_service_link(name: &str) -> bool {
+    name.ends_with("_SERVICE_HOST")
+        || name.contains("_SERVICE_PORT")
+        || name.ends_with("_PORT")
+        || name.split("_PORT_").nth(1).is_some_and(|rest| {
+            rest.split('_')
+                .next()
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+}
+
+/// The candidate nearest to `word` by edit distance (case-insensitive), if any is within `max`
+/// edits (a plausible typo).
+fn closest<'a>(
+    word: &str,
+    candidates: impl Iterator<Item = &'a str>,
+    max: usize,
+) -> Option<&'a str> {
+    let word = word.to_ascii_lowercase();
+    candidates
+        .map(|c| (edit_distance(&word, &c.to_ascii_lowercase()), c))
+        .filter(|(d, _)| *d <= max)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance over bytes (the names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diag + usize::from(ca != *cb));
+            diag = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// `--check-config`: each variable's effective value, `(set)` or `(default)`, secrets and URL
+/// passwords as `***`.
+pub fn effective_values<'a>(
+    lookup: impl Fn(&str) -> Option<&'a str>,
+) -> Vec<(&'static Var, String, bool)> {
+    VARIABLES
+        .iter()
+        .map(|v| {
+            let given = lookup(v.name).map(str::trim).filter(|s| !s.is_empty());
+            let shown = match given {
+                Some(_) if v.secret => "***".to_owned(),
+                Some(value) => redact_userinfo(value),
+                None => v.default.to_string(),
+            };
+            (v, shown, given.is_some())
+        })
+        .collect()
+}
+
+/// `redis://user:pw@host` → `redis://user:***@host` (each comma-separated part).
+fn redact_userinfo(value: &str) -> String {
+    value
+        .split(',')
+        .map(|part| match (part.find("://"), part.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                let userinfo = &part[scheme + 3..at];
+                let user = userinfo.split(':').next().unwrap_or_default();
+                let hidden = if userinfo.contains(':') {
+                    format!("{user}:***")
+                } else {
+                    "***".to_owned()
+                };
+                format!("{}{hidden}{}", &part[..scheme + 3], &part[at..])
+            }
+            _ => part.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
         Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     }
 
@@ -887,5 +1548,221 @@ mod tests {
         assert_eq!(c.trusted_proxies.len(), 2);
         assert_eq!(c.cors_allowed_origins.len(), 2);
         assert_eq!(c.payment.bases.len(), 2);
+    }
+
+    #[test]
+    fn every_bad_variable_is_reported_at_once_one_line_each() {
+        let e = cfg(&[
+            ("PORT", "99999"),
+            ("RATE_LIMIT_RPS", "fast"),
+            ("UPSTREAM_PAYMENT_TIMEOUT", "4O0ms"),
+            ("REDIS_ADDR", "a:1,b:2"),
+            ("REDIS_DB", "3"),
+        ])
+        .unwrap_err();
+        let text = e.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        for name in [
+            "PORT=",
+            "RATE_LIMIT_RPS=",
+            "UPSTREAM_PAYMENT_TIMEOUT=",
+            "REDIS_DB=",
+        ] {
+            assert_eq!(
+                lines.iter().filter(|l| l.starts_with(name)).count(),
+                1,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_range_error_says_the_range() {
+        let e = cfg(&[("PORT", "99999")]).unwrap_err().to_string();
+        assert!(e.starts_with("PORT=\"99999\": expected 1–65535"), "{e}");
+        let e = cfg(&[("RATE_LIMIT_BURST", "0")]).unwrap_err().to_string();
+        assert!(e.contains("from 1 to 4294967295"), "{e}");
+    }
+
+    #[test]
+    fn load_names_every_missing_jwt_setting_at_once_with_the_bad_values() {
+        let e = Config::load([("PORT", "x")], false).unwrap_err();
+        let names: Vec<_> = e.0.iter().filter_map(ConfigError::variable).collect();
+        assert_eq!(
+            names,
+            ["PORT", "JWT_JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE"],
+            "{e}"
+        );
+        assert!(Config::load([("PORT", "1")], true).is_ok());
+        assert!(Config::load([("JWT_SKIP_VERIFY", "true")], false).is_ok());
+    }
+
+    #[test]
+    fn log_level_is_a_level_or_directives_with_known_targets() {
+        for ok in [
+            "info",
+            "WARN",
+            "off",
+            "info,gateway_api=debug",
+            "warn,gateway_api::jwt=trace,tower_http::trace=debug",
+            "access=off,info",
+            "gateway_api::store[store{op=queue_join}]=debug",
+            "gateway_api",
+        ] {
+            let c = cfg(&[("LOG_LEVEL", ok)]);
+            assert!(c.is_ok(), "{ok}: {:?}", c.err());
+        }
+        for (bad, hint) in [
+            ("warning", "did you mean \"warn\""),
+            ("verbose", "no log target named \"verbose\""),
+            ("info,gateway_api::jwtt=debug", "gateway_api::jwtt"),
+            ("gateway_api=loud", "unknown level"),
+        ] {
+            let e = cfg(&[("LOG_LEVEL", bad)]).unwrap_err().to_string();
+            assert!(e.starts_with("LOG_LEVEL="), "{bad}: {e}");
+            assert!(e.contains(hint), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_crate_modules_are_known_log_targets() {
+        for m in [
+            "gateway_api",
+            "gateway_api::jwt",
+            "gateway_api::store::redis",
+        ] {
+            assert!(CRATE_MODULES.contains(&m), "{m}: {CRATE_MODULES:?}");
+        }
+        assert!(
+            !CRATE_MODULES
+                .iter()
+                .any(|m| m.contains("main") || m.contains("bin"))
+        );
+    }
+
+    #[test]
+    fn an_unknown_prefixed_variable_warns_with_the_closest_known_name() {
+        let c = cfg(&[
+            ("RATE_LIMT_RPS", "5"),
+            ("JWT_ISSUR", "x"),
+            ("HOME", "/root"),
+            ("REDIS_PORT", "tcp://10.0.0.7:6379"),
+            ("REDIS_SERVICE_HOST", "10.0.0.7"),
+            ("REDIS_PORT_6379_TCP_ADDR", "10.0.0.7"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.warnings,
+            [
+                "unknown variable JWT_ISSUR ignored; did you mean JWT_ISSUER?",
+                "unknown variable RATE_LIMT_RPS ignored; did you mean RATE_LIMIT_RPS?",
+            ]
+        );
+        assert!(cfg(&[("RATE_LIMIT_RPS", "5")]).unwrap().warnings.is_empty());
+    }
+
+    /// The names serde asks for when it deserializes `T` (its struct's fields).
+    fn field_names<T: serde::de::DeserializeOwned>() -> Vec<String> {
+        struct Fields<'a>(&'a mut &'static [&'static str]);
+        impl<'de> serde::Deserializer<'de> for Fields<'_> {
+            type Error = serde::de::value::Error;
+            fn deserialize_any<V: serde::de::Visitor<'de>>(
+                self,
+                _: V,
+            ) -> Result<V::Value, Self::Error> {
+                Err(serde::de::Error::custom("not a struct"))
+            }
+            fn deserialize_struct<V: serde::de::Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Self::Error> {
+                *self.0 = fields;
+                Err(serde::de::Error::custom("only the field names were wanted"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+                byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+                identifier ignored_any
+            }
+        }
+        let mut fields: &'static [&'static str] = &[];
+        let _ = T::deserialize(Fields(&mut fields));
+        fields.iter().map(|f| f.to_ascii_uppercase()).collect()
+    }
+
+    #[test]
+    fn the_table_and_the_parser_name_the_same_variables() {
+        let parsed = field_names::<RawConfig>();
+        assert!(parsed.len() > 30, "{parsed:?}");
+        for name in &parsed {
+            assert!(
+                VARIABLES.iter().any(|v| v.name == name),
+                "{name} is parsed but missing from VARIABLES (so from --help)"
+            );
+        }
+        for v in VARIABLES {
+            assert!(
+                parsed.iter().any(|p| p == v.name),
+                "{} is in VARIABLES but RawConfig has no field for it",
+                v.name
+            );
+        }
+        let mut names: Vec<_> = VARIABLES.iter().map(|v| v.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), VARIABLES.len(), "a variable is listed twice");
+    }
+
+    #[test]
+    fn every_default_the_table_shows_is_the_parsers_default() {
+        let unset = format!("{:?}", cfg(&[]).unwrap());
+        for v in VARIABLES {
+            if let VarDefault::Value(d) = v.default {
+                let mut c = cfg(&[(v.name, d)]).unwrap_or_else(|e| panic!("{}: {e}", v.name));
+                c.telemetry.otlp_endpoint_set = false;
+                assert_eq!(format!("{c:?}"), unset, "{}={d} is not the default", v.name);
+            }
+        }
+    }
+
+    #[test]
+    fn effective_values_hide_secrets_and_url_passwords() {
+        let env = [
+            (
+                "REDIS_ADDR",
+                "redis://app:hunter2@r1:6379,redis://:pw@r2:6379",
+            ),
+            ("REDIS_PASSWORD", "hunter2"),
+            ("PORT", "9000"),
+        ];
+        let lookup = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+        let shown = effective_values(lookup);
+        let get = |name: &str| shown.iter().find(|(v, _, _)| v.name == name).unwrap();
+        assert_eq!(
+            get("REDIS_ADDR").1,
+            "redis://app:***@r1:6379,redis://:***@r2:6379"
+        );
+        assert_eq!(get("REDIS_PASSWORD").1, "***");
+        assert_eq!((get("PORT").1.as_str(), get("PORT").2), ("9000", true));
+        assert_eq!(
+            (get("RATE_LIMIT_RPS").1.as_str(), get("RATE_LIMIT_RPS").2),
+            ("50", false)
+        );
+        assert!(
+            !shown
+                .iter()
+                .any(|(_, s, _)| s.contains("hunter2") || s.contains(":pw@"))
+        );
+    }
+
+    #[test]
+    fn log_format_is_json_or_text() {
+        assert_eq!(cfg(&[]).unwrap().telemetry.log_format, None);
+        let c = cfg(&[("LOG_FORMAT", "text")]).unwrap();
+        assert_eq!(c.telemetry.log_format, Some(LogFormat::Text));
+        assert!(cfg(&[("LOG_FORMAT", "yaml")]).is_err());
     }
 }

@@ -13,6 +13,9 @@ use crate::telemetry::trace_context;
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(&'static str),
+    /// 400 `BAD_REQUEST` naming the field (`event_id: missing field`), from `routes::input`.
+    #[error("{0}")]
+    InvalidInput(String),
     #[error("{0}")]
     Unauthenticated(AuthFailure),
     #[error("{0}")]
@@ -85,6 +88,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) | ApiError::IdempotencyRequired => StatusCode::BAD_REQUEST,
+            ApiError::InvalidInput(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -109,6 +113,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "BAD_REQUEST",
+            ApiError::InvalidInput(_) => "BAD_REQUEST",
             ApiError::RequestTimeout => "REQUEST_TIMEOUT",
             ApiError::UriTooLong => "URI_TOO_LONG",
             ApiError::HeadersTooLarge => "HEADERS_TOO_LARGE",

@@ -8,6 +8,8 @@
 //! - `framing`: request-framing refusals the socket's bytes show (SPEC §4).
 //! - `body`: request bodies within their size and time limits (SPEC §4).
 //! - `app`: binds the listener, serves, shuts down gracefully.
+//! - `build_info`: version, git sha and build time baked in by `build.rs`.
+//! - `cli`: the `gateway` command line (clap): flags, `--help` with every variable.
 //! - `config`: typed, validated environment (SPEC §8).
 //! - `error`: `ApiError`, the one JSON error shape (SPEC §4).
 //! - `state`: `AppState`, built once and shared.
@@ -24,6 +26,8 @@
 //! - `openapi`: the OpenAPI 3.1 document of every public route, served at `/openapi.json`.
 pub mod app;
 pub mod body;
+pub mod build_info;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -1,40 +1,41 @@
-//! `gateway`: parse flags, load config, start telemetry, run the App. Wiring and exit codes only.
+//! `gateway`: parse flags, load config, start telemetry, run the App. Wiring and exit codes only:
+//! 0 after a clean shutdown, 2 for a bad command line or configuration, 1 when serving failed.
 use std::process::ExitCode;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use gateway_api::app::{healthcheck, shutdown_signal};
+use gateway_api::app::{exit_on_second_signal, healthcheck, shutdown_signal};
+use gateway_api::cli::{self, Cli, Parsed};
 use gateway_api::{App, Config, demo};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--healthcheck") {
+    let cli = match cli::parse(std::env::args_os()) {
+        Parsed::Run(cli) => cli,
+        Parsed::Exit(code) => return code,
+    };
+    if cli.healthcheck {
         return match runtime(Some(1)) {
             Ok(rt) => rt.block_on(healthcheck()),
             Err(_) => ExitCode::FAILURE,
         };
     }
-    if args.iter().any(|a| a == "--print-openapi") {
-        println!("{}", gateway_api::openapi::document_pretty());
-        return ExitCode::SUCCESS;
+    if cli.print_openapi {
+        return cli::print_openapi();
     }
-    let demo_mode = args.iter().any(|a| a == "--demo");
-    if let Some(bad) = args.iter().find(|a| *a != "--demo") {
-        eprintln!(
-            "unknown argument {bad:?}; usage: gateway [--demo | --healthcheck | --print-openapi]"
-        );
-        return ExitCode::from(2);
+    let loaded = Config::load_env(cli.demo);
+    if cli.check_config {
+        return cli::check_config(&loaded);
     }
-    let config = match Config::from_env() {
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("configuration error: {e}");
+            eprint!("{}", cli::config_errors(&e));
             return ExitCode::from(2);
         }
     };
     match runtime(config.worker_threads) {
-        Ok(rt) => rt.block_on(serve(config, demo_mode)),
+        Ok(rt) => rt.block_on(serve(config, &cli)),
         Err(e) => {
             eprintln!("gateway: cannot start the runtime: {e}");
             ExitCode::FAILURE
@@ -61,29 +62,42 @@ fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
     }
 }
 
-async fn serve(config: Config, demo_mode: bool) -> ExitCode {
+async fn serve(mut config: Config, cli: &Cli) -> ExitCode {
+    if cli.demo {
+        // Before the logger starts: the demo decides whether traces are exported.
+        demo::configure(&mut config);
+    }
     // Dropped at the end of this function: the last log lines are written out after everything.
     let mut logs = gateway_api::telemetry::logs::init_with_traces(&config.telemetry);
-    let result = if demo_mode {
-        demo::run(config).await
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let signal = async {
+        shutdown_signal().await;
+        tokio::spawn(exit_on_second_signal());
+    };
+    let result = if cli.demo {
+        demo::run(config, signal).await
     } else {
-        run(config).await
+        run(config, signal).await
     };
     logs.shutdown_traces().await; // the last spans, after the last request
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Logged once, where a person and a collector both see it.
             tracing::error!(error = %e, "gateway stopped");
-            eprintln!("gateway: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    config.validate_jwt()?;
+async fn run(
+    config: Config,
+    signal: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), Box<dyn std::error::Error>> {
     let app = App::build(config).await?;
     tracing::info!(addr = %app.local_addr()?, "gateway listening");
-    app.run(shutdown_signal()).await;
+    app.run(signal).await;
     Ok(())
 }

@@ -12,6 +12,9 @@
 //! Not here: the upstreams' own bodies are passed through unparsed (SPEC §2), so their schemas
 //! describe what the bundled mock upstreams answer; the real APIs own their contracts.
 //! `tests/api/openapi.rs` fails when a route is served but not documented, or the other way round.
+
+pub mod docs;
+
 use std::sync::LazyLock;
 
 use axum::response::{IntoResponse, Response};
@@ -40,6 +43,7 @@ error the gateway itself produces has the `ErrorBody` shape; upstream answers (s
         paths::version,
         paths::metrics,
         paths::openapi_json,
+        paths::docs,
         paths::queue_join,
         paths::queue_status,
         paths::queue_enter,
@@ -56,6 +60,7 @@ error the gateway itself produces has the `ErrorBody` shape; upstream answers (s
         paths::admin_event_put,
         paths::admin_event_delete,
     ),
+    servers((url = "/", description = "The gateway serving this document (same origin)")),
     modifiers(&SharedAnswers),
     tags(
         (name = "operations", description = "Health, readiness, version, metrics: never rate limited, shed or authenticated."),
@@ -387,8 +392,11 @@ pub struct Version {
     pub service: String,
     #[schema(example = "0.1.0")]
     pub version: String,
-    #[schema(example = "bf23537a1c2d")]
+    /// The full sha of the commit the binary was built from.
+    #[schema(example = "a779fcf1b2c3d4e5f60718293a4b5c6d7e8f9012")]
     pub git_sha: String,
+    /// The binary was built from a tree with uncommitted changes.
+    pub git_dirty: bool,
     #[schema(example = "2026-11-28T18:00:00Z", format = DateTime)]
     pub build_time: String,
 }
@@ -676,6 +684,15 @@ pub mod paths {
             body = Object, content_type = "application/json")))]
     pub fn openapi_json() {}
 
+    /// This document as a page (Swagger UI)
+    ///
+    /// Served from assets compiled into the gateway: works offline, loads nothing from elsewhere.
+    /// `/docs` redirects here.
+    #[utoipa::path(get, path = "/docs/", tag = "operations",
+        responses((status = 200, description = "Swagger UI over /openapi.json",
+            body = String, content_type = "text/html")))]
+    pub fn docs() {}
+
     /// Join an event's waiting room
     ///
     /// The user is the bearer token's `sub` when a valid token is sent, else `user_id` from the
@@ -912,6 +929,7 @@ mod tests {
             ApiError::RequestTimeout,
             ApiError::UriTooLong,
             ApiError::HeadersTooLarge,
+            ApiError::InvalidInput("x: missing field".to_owned()),
             ApiError::EventNotFound("x"),
             ApiError::EventClosed,
         ];
@@ -935,6 +953,7 @@ mod tests {
                 | ApiError::RequestTimeout
                 | ApiError::UriTooLong
                 | ApiError::HeadersTooLarge
+                | ApiError::InvalidInput(_)
                 | ApiError::EventNotFound(_)
                 | ApiError::EventClosed => {}
             }
@@ -1007,6 +1026,6 @@ mod tests {
                 assert_eq!(has("401"), protected, "{method} {path}");
             }
         }
-        assert_eq!(documented_routes().len(), 20);
+        assert_eq!(documented_routes().len(), 21);
     }
 }

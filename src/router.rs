@@ -34,6 +34,7 @@ use crate::middleware::overload::OverloadLayer;
 use crate::middleware::ratelimit::RateLimitLayer;
 use crate::middleware::scope;
 use crate::openapi;
+use crate::openapi::docs;
 use crate::routes::{admin, demo, health, payments, queue, reservations};
 use crate::state::AppState;
 
@@ -112,6 +113,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/version", get(health::version))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::serve))
+        // Swagger UI over /openapi.json, assets compiled in (works offline).
+        .route("/docs", get(docs::redirect))
+        .route("/docs/", get(docs::page))
+        .route("/docs/{*rest}", get(docs::asset))
         .merge(api)
         .merge(queue_polls)
         .merge(admin_routes(&state))

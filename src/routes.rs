@@ -19,6 +19,7 @@ use crate::upstream::{Forward, Incoming, Upstream};
 pub mod admin;
 pub mod demo;
 pub mod health;
+pub mod input;
 pub mod payments;
 pub mod queue;
 pub mod reservations;

@@ -1,5 +1,6 @@
 //! Logs, traces and metrics (issue #7).
-//! - `logs`: JSON lines on stdout, `LOG_LEVEL`; installs the one global subscriber.
+//! - `logs`: JSON (or, on a terminal, text) lines on stdout, `LOG_LEVEL`, `LOG_FORMAT`; installs the
+//!   one global subscriber.
 //! - `traces`: OpenTelemetry over OTLP gRPC: sampler, propagator, batch export, flush.
 //! - `trace_context`: the request's trace id, `traceparent` parsing, the task-local.
 //! - `access`: the per-request access line and the hook later layers report into.

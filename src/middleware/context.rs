@@ -194,6 +194,10 @@ pub async fn layer(State(state): State<Arc<Settings>>, mut req: Request, next: N
         headers.insert(X_TRACE_ID.clone(), v);
     }
     for (name, value) in SECURITY_HEADERS {
+        // A page that needs its own policy (`/docs`) sets it; everything else gets the strict one.
+        if name == header::CONTENT_SECURITY_POLICY && headers.contains_key(&name) {
+            continue;
+        }
         headers.insert(name, HeaderValue::from_static(value));
     }
     res

@@ -1,6 +1,5 @@
 //! `/healthz`, `/readyz`, `/version`, `/metrics` (SPEC §2). Never rate limited, shed or
 //! authenticated: they sit outside the `/api` route layers.
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -9,6 +8,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 
 use super::SharedState;
+use crate::build_info;
 
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
@@ -50,20 +50,15 @@ pub async fn version(State(state): State<SharedState>) -> Json<serde_json::Value
     let mut v = json!({
         "service": state.config.telemetry.service_name,
         "version": state.config.telemetry.service_version,
-        "git_sha": env!("GATEWAY_GIT_SHA"),
-        "build_time": build_time(),
+        "git_sha": build_info::GIT_SHA,
+        "git_dirty": build_info::git_dirty(),
+        "build_time": build_info::build_time(),
     });
     if state.jwt.skips_verification() {
         v["jwt_verification"] = json!("disabled");
         v["warning"] = json!("JWT_SKIP_VERIFY=true: bearer token signatures are not checked");
     }
     Json(v)
-}
-
-/// RFC 3339 UTC of the build epoch baked in by `build.rs`.
-fn build_time() -> String {
-    let secs: u64 = env!("GATEWAY_BUILD_EPOCH").parse().unwrap_or(0);
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
 pub async fn metrics(State(state): State<SharedState>) -> Response {

@@ -3,15 +3,14 @@
 //! store call, map the outcome to JSON or an `ApiError`, count it. The rules live in `queue/`
 //! and `store/queue.rs`.
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{SharedState, valid_id};
+use super::{SharedState, input, valid_id};
 use crate::body::read_body;
 use crate::error::ApiError;
 use crate::headers::X_RESERVATION_TOKEN;
@@ -97,9 +96,10 @@ pub async fn join(State(state): State<SharedState>, req: Request) -> Result<Resp
 /// `poll_after_sec`; 429 beyond the token's own poll bucket (SPEC §5).
 pub async fn status(
     State(state): State<SharedState>,
-    query: Result<Query<TokenQuery>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let token = waiting_token(&query?.token)?;
+    let q: TokenQuery = input::query(query.as_deref())?;
+    let token = waiting_token(&q.token)?;
     let s = settings_for(&state, &token);
     let (st, stats) = state
         .store
@@ -206,9 +206,10 @@ pub async fn enter(State(state): State<SharedState>, req: Request) -> Result<Res
 /// `DELETE /api/v1/queue/leave?token=` → 200 `{"status":"left"}` (also for unknown tokens).
 pub async fn leave(
     State(state): State<SharedState>,
-    query: Result<Query<TokenQuery>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let token = waiting_token(&query?.token)?;
+    let q: TokenQuery = input::query(query.as_deref())?;
+    let token = waiting_token(&q.token)?;
     let (left, stats) = state
         .store
         .queue_leave(&settings_for(&state, &token), &token)
@@ -244,11 +245,11 @@ pub async fn claim_admission(
     parts: &Parts,
     body: &[u8],
 ) -> Result<AdmissionClaim, ApiError> {
-    let fields: CreateFields =
-        serde_json::from_slice(body).map_err(|_| ApiError::BadRequest("malformed JSON body"))?;
+    let fields: CreateFields = input::json(body)?;
     let event_id = match &fields.event_id {
         Some(serde_json::Value::String(e)) => valid_id(e)?.to_owned(),
-        _ => return Err(ApiError::BadRequest("event_id is required")),
+        Some(_) => return Err(ApiError::BadRequest("event_id: expected a string")),
+        None => return Err(ApiError::BadRequest("event_id: missing field")),
     };
     let header = parts
         .headers
@@ -343,7 +344,7 @@ async fn parse_json<T: serde::de::DeserializeOwned>(
     body: axum::body::Body,
 ) -> Result<T, ApiError> {
     let bytes = read_body(body, state.config.max_body_size).await?;
-    serde_json::from_slice(&bytes).map_err(|_| ApiError::BadRequest("malformed JSON body"))
+    input::json(&bytes)
 }
 
 /// At most every few seconds (in the background, off the request's path): re-reads the defined

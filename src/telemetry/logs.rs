@@ -1,6 +1,10 @@
-//! JSON log lines on stdout, filtered by `LOG_LEVEL`, and the one place that installs the
+//! Log lines on stdout, filtered by `LOG_LEVEL`, and the one place that installs the
 //! global `tracing` subscriber (with the OpenTelemetry layer when traces are on). Tokens, keys
 //! and bodies are never logged by any call site; this module only formats.
+//!
+//! `LOG_FORMAT=json` writes one JSON object per line (SPEC §4, for collectors), `text` tracing's
+//! human-readable lines; unset, text when stdout is a terminal (a person is reading) and JSON
+//! otherwise (a container's log pipe, a file).
 //!
 //! Two consumers share the subscriber, each with its own filter:
 //! - the JSON formatter sees events only (spans cost it nothing) at `LOG_LEVEL`;
@@ -14,7 +18,7 @@
 //! [`MAX_BUFFERED_LINES`] queued lines new ones are dropped and counted
 //! (`log_lines_dropped_total`). The queue is flushed when the [`Logs`] handle is dropped, after
 //! the last request.
-use std::io::BufWriter;
+use std::io::{BufWriter, IsTerminal};
 use std::sync::OnceLock;
 
 use opentelemetry_sdk::trace::SdkTracer;
@@ -27,7 +31,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::TelemetryConfig;
+use crate::config::{LogFormat, TelemetryConfig};
 use crate::telemetry::traces::{self, Traces};
 
 /// Log lines the writer thread may have queued; past this, new lines are dropped and counted
@@ -61,7 +65,7 @@ impl Logs {
 /// Installs the global subscriber with logs only, written synchronously (tests: they leave
 /// logging off unless `TEST_LOG` is set).
 pub fn init(level: &str) {
-    install(level, None, std::io::stdout);
+    install(level, LogFormat::Json, None, std::io::stdout);
 }
 
 /// Installs the global subscriber with the non-blocking log writer and OTLP traces (`main`).
@@ -73,13 +77,27 @@ pub fn init_with_traces(cfg: &TelemetryConfig) -> Logs {
         .thread_name("log-writer")
         .finish(BufWriter::with_capacity(64 * 1024, std::io::stdout()));
     let _ = DROPPED.set(writer.error_counter());
+    let format = cfg
+        .log_format
+        .unwrap_or(if std::io::stdout().is_terminal() {
+            LogFormat::Text
+        } else {
+            LogFormat::Json
+        });
+    if !cfg.export_traces {
+        install(&cfg.log_level, format, None, writer);
+        return Logs {
+            traces: None,
+            _writer: guard,
+        };
+    }
     let traces = match traces::init(cfg) {
         Ok((pipeline, tracer)) => {
-            install(&cfg.log_level, Some(tracer), writer);
+            install(&cfg.log_level, format, Some(tracer), writer);
             Some(pipeline)
         }
         Err(e) => {
-            install(&cfg.log_level, None, writer);
+            install(&cfg.log_level, format, None, writer);
             tracing::warn!(error = %e, "OTLP exporter could not be built: traces are off");
             None
         }
@@ -90,18 +108,26 @@ pub fn init_with_traces(cfg: &TelemetryConfig) -> Logs {
     }
 }
 
-fn install<W>(level: &str, tracer: Option<SdkTracer>, writer: W)
+fn install<W>(level: &str, format: LogFormat, tracer: Option<SdkTracer>, writer: W)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(writer)
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_filter(filter.and(filter_fn(|meta| meta.is_event())));
+    let events = filter.and(filter_fn(|meta| meta.is_event()));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    let fmt = match format {
+        LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_filter(events)
+            .boxed(),
+        LogFormat::Text => fmt
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_filter(events)
+            .boxed(),
+    };
     let otel = tracer.map(|t| {
         tracing_opentelemetry::layer()
             .with_tracer(t)

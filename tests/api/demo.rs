@@ -1,25 +1,28 @@
-//! `gateway --demo` on a fresh machine: the README's curl round trip (create, get, cancel) works
-//! with the token the demo prints, and `/demo/token` mints more (SPEC §1, issue #2/#3).
+//! `gateway --demo` on a fresh machine (SPEC §1, issues #2/#3/#18): the banner's command lines,
+//! pasted in order into a shell, all work (waiting room → reservation with the reservation token
+//! → payment → metrics → docs); the demo exports no traces without a collector named, and Ctrl-C
+//! stops it at once.
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use gateway_api::demo::{BANNER_COMMANDS_END, BANNER_COMMANDS_START};
 
-use crate::helpers::{GatewayProcess, free_port, json};
+use crate::helpers::{GatewayProcess, free_port};
 
 #[tokio::test]
-async fn the_demo_serves_a_reservation_round_trip_with_its_printed_token() {
+async fn the_demo_banner_lines_work_when_pasted_in_order() {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
         .arg("--demo")
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("PORT", port.to_string())
-        .env("LOG_LEVEL", "warn")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+        // The gate the banner's reservation token opens: without it the token is not needed.
+        .env("QUEUE_REQUIRE_ADMISSION", "true")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // Killed and reaped on drop, whatever the test does.
@@ -27,80 +30,104 @@ async fn the_demo_serves_a_reservation_round_trip_with_its_printed_token() {
         addr: ([127, 0, 0, 1], port).into(),
         child,
     };
+    let output = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<String>>();
     let stdout = gw.child.stdout.take().unwrap();
-    // The banner's `export TOKEN='…'` line, as a person would copy it.
-    // Keep reading stdout for the whole run (the gateway logs there too).
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let lines = output.clone();
     std::thread::spawn(move || {
+        let mut block: Option<Vec<String>> = None;
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.trim().strip_prefix("export TOKEN='") {
-                let _ = tx.send(rest.trim_end_matches('\'').to_owned());
+            lines.lock().unwrap().push(line.clone());
+            match &mut block {
+                None if line.trim() == BANNER_COMMANDS_START => block = Some(Vec::new()),
+                Some(b) if line.trim() == BANNER_COMMANDS_END => {
+                    let _ = tx.send(std::mem::take(b));
+                }
+                Some(b) => b.push(line),
+                None => {}
             }
         }
     });
-    let token = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
-        .await
-        .unwrap()
-        .expect("the demo prints a token");
-
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        match client.get(format!("{base}/readyz")).send().await {
-            Ok(r) if r.status() == 200 => break,
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+    let stderr = gw.child.stderr.take().unwrap();
+    let lines = output.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            lines.lock().unwrap().push(line);
         }
-    }
-    let auth = format!("Bearer {token}");
-    let res = client
-        .post(format!("{base}/api/v1/reservations/create"))
-        .header("authorization", &auth)
-        .header("idempotency-key", uuid::Uuid::new_v4().to_string())
-        .json(&json!({"event_id": "concert-2026", "seats": 2}))
-        .send()
+    });
+    let commands = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
         .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let id = json(res).await["reservation_id"]
-        .as_str()
         .unwrap()
-        .to_owned();
-    let res = client
-        .get(format!("{base}/api/v1/reservations/{id}"))
-        .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(json(res).await["status"], "HELD");
-    let res = client
-        .post(format!("{base}/api/v1/reservations/{id}/cancel"))
-        .header("authorization", &auth)
-        .header("idempotency-key", uuid::Uuid::new_v4().to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(json(res).await["status"], "CANCELLED");
-    // Without the token the same call is refused.
-    let res = client
-        .get(format!("{base}/api/v1/reservations/{id}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 401);
-    // The demo mints tokens for other users too.
-    let res = client
-        .get(format!("{base}/demo/token?sub=user-456"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+        .expect("the demo prints its block of commands");
+    assert!(commands.len() > 10, "{commands:?}");
+    gw.wait_ready().await;
 
-    gw.terminate();
+    // As a person would: every line, in order, in one shell; any failing curl (-f) stops it.
+    let script = commands.join("\n");
+    let run = tokio::task::spawn_blocking(move || {
+        Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let out = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(run.status.success(), "the banner's lines failed:\n{out}");
+    for expected in [
+        r#""status":"waiting""#,
+        // The status poll: first in line, due now (ready, or waiting for the next admission tick).
+        r#""eta_sec":0,"event_id":"concert-2026""#,
+        r#""admission":"granted""#,
+        r#""status":"HELD""#,
+        r#""status":"CANCELLED""#,
+        r#""payment_intent_id":"pi_"#,
+        r#"http_server_requests_total{method="POST",route="/api/v1/reservations/create",status="201"} 1"#,
+        &format!("200 http://127.0.0.1:{port}/docs/"),
+        "401 without a token",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+
+    // The demo mints tokens for other users too (the banner says how).
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let res = client
+        .get(format!("http://127.0.0.1:{port}/demo/token?sub=user-456"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let minted: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(minted["sub"], "user-456");
+    assert!(
+        minted["access_token"]
+            .as_str()
+            .is_some_and(|t| t.split('.').count() == 3)
+    );
+
+    // Ctrl-C: no SHUTDOWN_DELAY in the demo, so it is gone in well under the production 5 s.
+    let sent = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-INT", &gw.child.id().to_string()])
+        .status();
     let code = tokio::task::spawn_blocking(move || gw.wait_exit(Duration::from_secs(20)))
         .await
         .unwrap();
-    assert_eq!(code, Some(0), "the demo exits 0 on SIGTERM");
+    assert_eq!(code, Some(0), "the demo exits 0 on Ctrl-C");
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        sent.elapsed()
+    );
+    // No collector was named: nothing tried to export traces.
+    let logs = output.lock().unwrap().join("\n");
+    for word in ["otel-collector", "ExportError", "BatchSpanProcessor"] {
+        assert!(!logs.contains(word), "{word} in the demo's output:\n{logs}");
+    }
 }

@@ -5,9 +5,11 @@
 mod helpers;
 
 mod auth;
+mod cli;
 mod demo;
 mod events;
 mod idempotency;
+mod input;
 mod listener;
 mod observability;
 mod openapi;

@@ -22,6 +22,9 @@ const NOT_PUBLIC: &[(&str, &str)] = &[
     // (SPEC §1).
     ("GET", "/demo/token"),
     ("GET", "/demo/jwks.json"),
+    // Swagger UI's redirect and assets; the page itself, `/docs/`, is documented.
+    ("GET", "/docs"),
+    ("GET", "/docs/{*rest}"),
 ];
 
 /// Documented from SPEC §5 before their handlers exist (issue #6, the waiting room). The tests

@@ -1,0 +1,100 @@
+//! `GET /docs/`: Swagger UI over `/openapi.json`, a page a person can read and try the API from.
+//! Its assets are compiled into the binary (`utoipa-swagger-ui`'s `vendored` feature), so the
+//! page works with no internet and loads nothing from anywhere but this gateway: no CDN, no
+//! online validator (`validatorUrl: none`), and a Content-Security-Policy that allows only this
+//! origin (Swagger UI needs inline styles and `data:` images; its scripts are files of its own).
+//!
+//! The handlers are ours (over `utoipa_swagger_ui::serve`) rather than the crate's axum router,
+//! so the routes are written in `router.rs` like every other one and each answer carries this
+//! page's policy. Not here: the document itself (`openapi.rs`), which the page fetches.
+use std::sync::{Arc, LazyLock};
+
+use axum::extract::Path;
+use axum::response::{IntoResponse, Redirect, Response};
+use http::{HeaderValue, StatusCode, header};
+use utoipa_swagger_ui::Config;
+
+use crate::error::ApiError;
+
+/// The page's policy; every other response keeps the strict one of SPEC §3 (`middleware::context`
+/// leaves a policy a handler set).
+pub const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+img-src 'self' data:; connect-src 'self'; font-src 'self'; frame-ancestors 'none'; \
+base-uri 'none'; form-action 'none'";
+
+static CONFIG: LazyLock<Arc<Config<'static>>> = LazyLock::new(|| {
+    Arc::new(
+        Config::from("/openapi.json")
+            .validator_url("none")
+            .try_it_out_enabled(true)
+            .display_request_duration(true)
+            .persist_authorization(false),
+    )
+});
+
+/// `GET /docs` → `/docs/` (the page's assets are relative to it).
+pub async fn redirect() -> Redirect {
+    Redirect::permanent("/docs/")
+}
+
+/// `GET /docs/`: the page.
+pub async fn page() -> Response {
+    file("")
+}
+
+/// `GET /docs/{*rest}`: its scripts, styles and images.
+pub async fn asset(Path(rest): Path<String>) -> Response {
+    file(&rest)
+}
+
+fn file(path: &str) -> Response {
+    match utoipa_swagger_ui::serve(path, CONFIG.clone()) {
+        Ok(Some(f)) => {
+            let mut res = (StatusCode::OK, f.bytes.into_owned()).into_response();
+            let headers = res.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&f.content_type) {
+                headers.insert(header::CONTENT_TYPE, v);
+            }
+            if f.gzpipped {
+                headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            headers.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(DOCS_CSP),
+            );
+            res
+        }
+        Ok(None) => ApiError::NotFound.into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "Swagger UI asset could not be served");
+            ApiError::Internal.into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn the_page_points_at_the_document_and_no_validator() {
+        let res = file("swagger-initializer.js");
+        assert_eq!(res.status(), 200);
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let js = String::from_utf8(body.to_vec()).unwrap();
+        assert!(js.contains("\"/openapi.json\""), "{js}");
+        assert!(js.contains("\"validatorUrl\": \"none\""), "{js}");
+        let res = page().await;
+        assert_eq!(res.headers()["content-security-policy"], DOCS_CSP);
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        assert_eq!(file("no-such-file.js").status(), 404);
+    }
+}
