@@ -310,8 +310,8 @@ async fn a_churned_memory_store_returns_to_its_baseline() {
         }
     };
     // Warm up (thread pools, connection pools, allocator), then let it all expire.
-    assert_eq!(fire(2_000, 32, write(0)).await, 2_000);
-    assert_eq!(fire(2_000, 32, join(0)).await, 2_000);
+    assert_eq!(fire(5_000, 64, write(0)).await, 5_000);
+    assert_eq!(fire(5_000, 64, join(0)).await, 5_000);
     tokio::time::sleep(Duration::from_secs(12)).await;
     let baseline = rss_kib(pid);
 
