@@ -537,6 +537,17 @@ async fn a_write_whose_answer_is_over_max_body_size_runs_once(b: Backend) {
     assert_eq!(app.reservation.count(), 1, "the reservation was made once");
 }
 
+/// Waits (up to 5 s) until the payment upstream has received `n` requests, then empties Redis.
+async fn flush_once_forwarded(app: &TestApp, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while app.payment.count() < n {
+        assert!(std::time::Instant::now() < deadline, "never forwarded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let redis = app.redis.as_ref().unwrap();
+    assert_eq!(redis.cli(&["FLUSHALL"]).trim(), "OK");
+}
+
 /// Issue #15 finding 6: Redis loses its data (FLUSHALL, a restart without persistence, a
 /// failover to a replica that never saw the record) while the write is at the upstream. The
 /// completion writes the record anew, so the retry replays instead of paying twice.
@@ -550,13 +561,7 @@ async fn a_record_lost_while_the_write_is_upstream_is_written_anew() {
     let body = json!({"amount": 4200, "currency": "EUR"});
     let first = tokio::spawn(write(&app, INTENT, "user-1", &key, &body).send());
     // Once the payment is at the upstream, the store forgets everything.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while app.payment.count() == 0 {
-        assert!(std::time::Instant::now() < deadline, "never forwarded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let redis = app.redis.as_ref().unwrap();
-    assert_eq!(redis.cli(&["FLUSHALL"]).trim(), "OK");
+    flush_once_forwarded(&app, 1).await;
     let res = first.await.unwrap().unwrap();
     assert_eq!(res.status(), 200);
     let original = json(res).await;
@@ -584,12 +589,8 @@ async fn a_late_completion_never_overwrites_a_newer_record() {
     let key = new_key();
     let body = json!({"amount": 1, "currency": "EUR"});
     let first = tokio::spawn(write(&app, INTENT, "user-1", &key, &body).send());
+    flush_once_forwarded(&app, 1).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while app.payment.count() == 0 {
-        assert!(std::time::Instant::now() < deadline, "never forwarded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    app.redis.as_ref().unwrap().cli(&["FLUSHALL"]);
     // The key is free again: a retry now takes it (and is forwarded; the store forgot).
     app.payment.set_delay(Duration::from_millis(3000));
     let second = tokio::spawn(write(&app, INTENT, "user-1", &key, &body).send());

@@ -60,16 +60,20 @@ async fn never_read(addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// A normal request from someone else while the slow clients misbehave.
+async fn bystander(app: &TestApp) -> reqwest::Response {
+    app.get("/api/v1/reservations/r-1")
+        .header("authorization", app.bearer("bystander"))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Waits (up to `within`) until a normal request is no longer shed with 503 `OVERLOADED`.
 async fn wait_until_served(app: &TestApp, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
-        let res = app
-            .get("/api/v1/reservations/r-1")
-            .header("authorization", app.bearer("bystander"))
-            .send()
-            .await
-            .unwrap();
+        let res = bystander(app).await;
         if res.status() != 503 {
             return;
         }
@@ -94,12 +98,7 @@ async fn wait_until_shed(app: &TestApp) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let res = app
-        .get("/api/v1/reservations/r-1")
-        .header("authorization", app.bearer("bystander"))
-        .send()
-        .await
-        .unwrap();
+    let res = bystander(app).await;
     assert_eq!(res.status(), 503);
     assert!(res.text().await.unwrap().contains("OVERLOADED"));
 }
