@@ -39,86 +39,11 @@ use crate::routes::{admin, demo, health, payments, queue, reservations};
 use crate::state::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
-    // Writes: each one needs an Idempotency-Key (SPEC §6).
-    let writes = Router::new()
-        .route("/api/v1/reservations/create", post(reservations::create))
-        .route("/api/v1/reservations", post(reservations::create))
-        .route(
-            "/api/v1/reservations/{id}/cancel",
-            post(reservations::cancel),
-        )
-        .route(
-            "/api/v1/reservations/{id}/confirm",
-            post(reservations::confirm),
-        )
-        .route("/api/v1/payment/intent", post(payments::create_intent))
-        // Exactly-once: replay, 409 or run; inside auth so a record belongs to the caller.
-        .route_layer(idempotency(&state));
-
-    let reads = Router::new()
-        .route("/api/v1/reservations/{id}", get(reservations::get))
-        .route("/api/v1/payment/intent/{id}", get(payments::get_intent));
-
-    // Protected routes need a verified bearer token (SPEC §2): sets `Caller` for later layers.
-    let protected = reads.merge(writes).route_layer(AuthLayer::required(
-        state.jwt.clone(),
-        state.metrics.clone(),
-    ));
-
-    // The waiting room (SPEC §5): join and enter know the verified caller when a bearer is sent
-    // (optional auth: none → anonymous, invalid → 401); status and leave need only the token.
-    let queue_enter = Router::new()
-        .route("/api/v1/queue/enter", post(queue::enter))
-        // A write: a retry with the same key replays the grant instead of spending a new place.
-        .route_layer(idempotency(&state));
-    let queue_identified = Router::new()
-        .route("/api/v1/queue/join", post(queue::join))
-        .merge(queue_enter)
-        .route_layer(AuthLayer::optional(
-            state.jwt.clone(),
-            state.metrics.clone(),
-        ));
-    // Status and leave are limited per waiting token in the store (SPEC §5), not per client:
-    // thousands of fans behind one NAT must be able to wait. Still shed under overload.
-    let queue_polls = Router::new()
-        .route("/api/v1/queue/status", get(queue::status))
-        .route("/api/v1/queue/leave", delete(queue::leave))
-        .route_layer(OverloadLayer::new(
-            state.in_flight.clone(),
-            state.metrics.clone(),
-        ));
-
-    // Every other /api route: overload shedding, then the per-client rate limit (issue #4),
-    // before auth so a flood cannot burn CPU on signatures.
-    let api = protected.merge(queue_identified).route_layer(
-        ServiceBuilder::new()
-            // Cheapest refusal first: one shared semaphore, no store call.
-            .layer(OverloadLayer::new(
-                state.in_flight.clone(),
-                state.metrics.clone(),
-            ))
-            // One store round trip; 429 and the RateLimit headers.
-            .option_layer(
-                state
-                    .config
-                    .rate_limit
-                    .enabled
-                    .then(|| RateLimitLayer::new(state.limiter.clone())),
-            ),
-    );
-
     Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/version", get(health::version))
-        .route("/metrics", get(health::metrics))
-        .route("/openapi.json", get(openapi::serve))
-        // Swagger UI over /openapi.json, assets compiled in (works offline).
-        .route("/docs", get(docs::redirect))
-        .route("/docs/", get(docs::page))
-        .route("/docs/{*rest}", get(docs::asset))
-        .merge(api)
-        .merge(queue_polls)
+        .merge(operations_routes())
+        .merge(docs_routes())
+        .merge(client_routes(&state))
+        .merge(queue_poll_routes(&state))
         .merge(admin_routes(&state))
         // `--demo` only (absent otherwise, so 404): mint a token for the dev key.
         .merge(demo::routes(state.demo.is_some()))
@@ -134,6 +59,106 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .option_layer(cors(&state.config)),
         )
         .with_state(state)
+}
+
+/// Health, readiness, version and metrics: never rate limited, shed or authenticated (SPEC §2).
+fn operations_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/version", get(health::version))
+        .route("/metrics", get(health::metrics))
+}
+
+/// The OpenAPI document and Swagger UI over it, assets compiled in (works offline).
+fn docs_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/openapi.json", get(openapi::serve))
+        .route("/docs", get(docs::redirect))
+        .route("/docs/", get(docs::page))
+        .route("/docs/{*rest}", get(docs::asset))
+}
+
+/// Every `/api` route a client calls, but the queue polls: overload shedding, then the
+/// per-client rate limit (issue #4), before auth so a flood cannot burn CPU on signatures.
+fn client_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    protected_routes(state)
+        .merge(queue_routes(state))
+        .route_layer(
+            ServiceBuilder::new()
+                // Cheapest refusal first: one shared semaphore, no store call.
+                .layer(OverloadLayer::new(
+                    state.in_flight.clone(),
+                    state.metrics.clone(),
+                ))
+                // One store round trip; 429 and the RateLimit headers.
+                .option_layer(
+                    state
+                        .config
+                        .rate_limit
+                        .enabled
+                        .then(|| RateLimitLayer::new(state.limiter.clone())),
+                ),
+        )
+}
+
+/// Reservations and payments need a verified bearer token (SPEC §2): sets `Caller` for the
+/// layers and handlers below.
+fn protected_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/reservations/{id}", get(reservations::get))
+        .route("/api/v1/payment/intent/{id}", get(payments::get_intent))
+        .merge(write_routes(state))
+        .route_layer(AuthLayer::required(
+            state.jwt.clone(),
+            state.metrics.clone(),
+        ))
+}
+
+/// Writes: each one needs an Idempotency-Key (SPEC §6).
+fn write_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/reservations/create", post(reservations::create))
+        .route("/api/v1/reservations", post(reservations::create))
+        .route(
+            "/api/v1/reservations/{id}/cancel",
+            post(reservations::cancel),
+        )
+        .route(
+            "/api/v1/reservations/{id}/confirm",
+            post(reservations::confirm),
+        )
+        .route("/api/v1/payment/intent", post(payments::create_intent))
+        // Exactly-once: replay, 409 or run; inside auth so a record belongs to the caller.
+        .route_layer(idempotency(state))
+}
+
+/// The waiting room's join and enter (SPEC §5) know the verified caller when a bearer is sent
+/// (optional auth: none → anonymous, invalid → 401).
+fn queue_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    let enter = Router::new()
+        .route("/api/v1/queue/enter", post(queue::enter))
+        // A write: a retry with the same key replays the grant instead of spending a new place.
+        .route_layer(idempotency(state));
+    Router::new()
+        .route("/api/v1/queue/join", post(queue::join))
+        .merge(enter)
+        .route_layer(AuthLayer::optional(
+            state.jwt.clone(),
+            state.metrics.clone(),
+        ))
+}
+
+/// Status and leave are limited per waiting token in the store (SPEC §5), not per client:
+/// thousands of fans behind one NAT must be able to wait. Still shed under overload.
+fn queue_poll_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/queue/status", get(queue::status))
+        .route("/api/v1/queue/leave", delete(queue::leave))
+        .route_layer(OverloadLayer::new(
+            state.in_flight.clone(),
+            state.metrics.clone(),
+        ))
 }
 
 /// Exactly-once writes (SPEC §6), built from the parts the layer needs.

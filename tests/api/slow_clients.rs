@@ -138,7 +138,7 @@ async fn a_client_that_stops_reading_is_cut_off_and_gives_its_slot_back() {
     let app = spawn_app_with(
         AppOptions::new(Backend::Memory)
             .env("MAX_IN_FLIGHT", "2")
-            .env("RESPONSE_WRITE_TIMEOUT", "3s")
+            .env("RESPONSE_WRITE_TIMEOUT", "5s")
             // The upstream timeout covers the answer's body too: long, so that it is the write
             // timeout that cuts the stalled answers off.
             .env("UPSTREAM_RESERVATION_TIMEOUT", "60s"),
@@ -151,7 +151,7 @@ async fn a_client_that_stops_reading_is_cut_off_and_gives_its_slot_back() {
     wait_until_shed(&app).await;
     // Within the write timeout (plus the time to back up) both are abandoned, sockets open or not.
     app.reservation.set_padding(0);
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while !app
         .metrics_text()
         .await
