@@ -313,6 +313,18 @@ async fn a_churned_memory_store_returns_to_its_baseline() {
     assert_eq!(fire(5_000, 64, write(0)).await, 5_000);
     assert_eq!(fire(5_000, 64, join(0)).await, 5_000);
     tokio::time::sleep(Duration::from_secs(12)).await;
+    // mimalloc hands freed pages back to the OS lazily, on later allocator calls of the thread
+    // that freed them; a serving gateway makes those calls all the time. A burst of stateless
+    // requests (/healthz) plays that part, before each measurement alike.
+    let health = {
+        let (client, base) = (client.clone(), base.clone());
+        move |_: usize| client.get(format!("{base}/healthz"))
+    };
+    let health = Arc::new(health);
+    let settle = |h: Arc<dyn Fn(usize) -> reqwest::RequestBuilder + Send + Sync>| async move {
+        assert_eq!(fire(2_000, 64, move |i| h(i)).await, 2_000);
+    };
+    settle(health.clone()).await;
     let baseline = rss_kib(pid);
 
     // Writes first (idempotency records, rate-limit buckets), then waiting-room events, each
@@ -329,6 +341,7 @@ async fn a_churned_memory_store_returns_to_its_baseline() {
         // Everything expires within a few seconds (TTLs of 1-2 s, buckets full in 5 ms) and
         // the sweep runs every 5 s.
         tokio::time::sleep(Duration::from_secs(12)).await;
+        settle(health.clone()).await;
         let after = rss_kib(pid);
         println!(
             "memory churn, {N} {name}: baseline {} MiB, peak {} MiB, expired {} MiB ({took:?})",
