@@ -59,6 +59,9 @@ pub struct Limiter {
     params: Params,
     local: MemoryBuckets,
     metrics: Arc<Metrics>,
+    /// `store_request_duration_seconds{op="ratelimit"}`, resolved once (not a label look-up per
+    /// request).
+    store_duration: prometheus::Histogram,
     policy: HeaderValue,
     limit: HeaderValue,
     epoch: Instant,
@@ -77,6 +80,7 @@ impl Limiter {
             store,
             params: Params::new(cfg.rps, cfg.burst),
             local: MemoryBuckets::new(),
+            store_duration: metrics.store_duration.with_label_values(&["ratelimit"]),
             metrics,
             policy: HeaderValue::from_str(&policy)
                 .unwrap_or_else(|_| HeaderValue::from_static("\"default\"")),
@@ -97,10 +101,7 @@ impl Limiter {
         } else {
             let started = Instant::now();
             let result = buckets::take(&self.store, client, self.params).await;
-            self.metrics
-                .store_duration
-                .with_label_values(&["ratelimit"])
-                .observe(started.elapsed().as_secs_f64());
+            self.store_duration.observe(started.elapsed().as_secs_f64());
             match result {
                 Ok(v) => {
                     self.store_ok();
