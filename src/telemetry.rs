@@ -3,9 +3,11 @@
 //!   one global subscriber.
 //! - `traces`: OpenTelemetry over OTLP gRPC: sampler, propagator, batch export, flush.
 //! - `trace_context`: the request's trace id, `traceparent` parsing, the task-local.
+//! - `log_buffer`: the buffer every line goes through to stdout, and its writer thread.
 //! - `access`: the per-request access line and the hook later layers report into.
 //! - `metrics`: the one Prometheus registry and every metric family the gateway exports.
 pub mod access;
+pub mod log_buffer;
 pub mod logs;
 pub mod metrics;
 pub mod trace_context;

@@ -12,13 +12,14 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, Method};
-use prometheus::IntCounter;
+use prometheus::{Histogram, IntCounter};
 use tokio::sync::Semaphore;
 
 use crate::config::{RoutingConfig, UpstreamConfig};
 use tracing::Instrument;
 
 use crate::error::ApiError;
+use crate::telemetry::metrics::{CounterHandles, StatusCounters};
 use crate::telemetry::trace_context::TraceId;
 use crate::telemetry::{AccessLog, Metrics, traces};
 use balancer::{Balancer, InFlight, Pick, Policy, Transitions};
@@ -121,7 +122,42 @@ pub struct Upstream {
     balancer: Arc<Balancer>,
     /// Per-instance metric handles, resolved once (indexed like `config.bases`).
     instances: Box<[InstanceMetrics]>,
+    /// This upstream's metric handles, resolved once (no label look-up per request).
+    handles: UpstreamMetrics,
     metrics: Arc<Metrics>,
+}
+
+struct UpstreamMetrics {
+    duration: Histogram,
+    retries: IntCounter,
+    /// `upstream_requests_total{status}` per HTTP status.
+    answers: StatusCounters,
+    /// `upstream_requests_total{status}` per error kind, and `upstream_rejected_total{reason}`.
+    failures: CounterHandles,
+    rejected: CounterHandles,
+}
+
+impl UpstreamMetrics {
+    fn new(name: &'static str, m: &Metrics) -> Self {
+        let kinds = [
+            "connect_error",
+            "timeout",
+            "protocol_error",
+            "saturated",
+            "circuit_open",
+        ];
+        let failures: Vec<[&'static str; 2]> = kinds.iter().map(|k| [name, *k]).collect();
+        let failures: Vec<&[&'static str]> = failures.iter().map(|l| &l[..]).collect();
+        let rejected = [[name, "saturated"], [name, "circuit_open"]];
+        let rejected: Vec<&[&'static str]> = rejected.iter().map(|l| &l[..]).collect();
+        UpstreamMetrics {
+            duration: m.upstream_duration.with_label_values(&[name]),
+            retries: m.upstream_retries.with_label_values(&[name]),
+            answers: StatusCounters::new(&m.upstream_requests, &[name]),
+            failures: CounterHandles::new(&m.upstream_requests, &failures),
+            rejected: CounterHandles::new(&m.upstream_rejected, &rejected),
+        }
+    }
 }
 
 struct InstanceMetrics {
@@ -159,6 +195,7 @@ impl Upstream {
             .set(0);
         Ok(Upstream {
             name: config.name,
+            handles: UpstreamMetrics::new(config.name, &metrics),
             http: client::build(&config)?,
             permits: Arc::new(Semaphore::new(config.max_concurrency)),
             balancer: Arc::new(Balancer::new(instances.len(), Policy::from(routing))),
@@ -264,34 +301,24 @@ impl Upstream {
             let left = deadline.saturating_duration_since(Instant::now());
             let other = self.balancer.pick_other(self.balancer.now(), index);
             if let (Some(other), false) = (other, left.is_zero()) {
-                self.metrics
-                    .upstream_retries
-                    .with_label_values(&[self.name])
-                    .inc();
+                self.handles.retries.inc();
                 flight = self.balancer.begin(other, false);
                 result = self.attempt(&mut flight, again, left).await;
             }
         }
-        self.metrics
-            .upstream_duration
-            .with_label_values(&[self.name])
+        self.handles
+            .duration
             .observe(started.elapsed().as_secs_f64());
         let res = match result {
             Ok(res) => res,
             Err(e) => {
-                self.metrics
-                    .upstream_requests
-                    .with_label_values(&[self.name, e.kind()])
-                    .inc();
+                self.handles.failures.inc(&[self.name, e.kind()]);
                 tracing::warn!(upstream = self.name, error = %e, "upstream call failed");
                 return Err(e);
             }
         };
         let status = res.status();
-        self.metrics
-            .upstream_requests
-            .with_label_values(&[self.name, status.as_str()])
-            .inc();
+        self.handles.answers.inc(status);
         let mut builder = Response::builder().status(status);
         if let Some(h) = builder.headers_mut() {
             forward::copy_response_headers(res.headers(), h);
@@ -355,10 +382,7 @@ impl Upstream {
     }
 
     fn reject(&self, reason: &str) {
-        self.metrics
-            .upstream_rejected
-            .with_label_values(&[self.name, reason])
-            .inc();
+        self.handles.rejected.inc(&[self.name, reason]);
     }
 }
 

@@ -32,6 +32,7 @@ use tower::{Layer, Service};
 use crate::error::{ApiError, AuthFailure};
 use crate::jwt::{self, JwtVerifier, VerifyError};
 use crate::telemetry::{AccessLog, Metrics};
+use prometheus::IntCounter;
 
 /// The verified caller: the token's `sub`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,25 +61,28 @@ enum Mode {
 pub struct AuthLayer {
     verifier: JwtVerifier,
     metrics: Arc<Metrics>,
+    /// `jwt_verifications_total{result="ok"}`, resolved once.
+    verified: IntCounter,
     mode: Mode,
 }
 
 impl AuthLayer {
     /// Protected routes: a valid bearer token is required.
     pub fn required(verifier: JwtVerifier, metrics: Arc<Metrics>) -> Self {
-        AuthLayer {
-            verifier,
-            metrics,
-            mode: Mode::Required,
-        }
+        AuthLayer::new(verifier, metrics, Mode::Required)
     }
 
     /// Queue routes: no `Authorization` header → anonymous; present but invalid → 401.
     pub fn optional(verifier: JwtVerifier, metrics: Arc<Metrics>) -> Self {
+        AuthLayer::new(verifier, metrics, Mode::Optional)
+    }
+
+    fn new(verifier: JwtVerifier, metrics: Arc<Metrics>, mode: Mode) -> Self {
         AuthLayer {
+            verified: metrics.jwt_verifications.with_label_values(&["ok"]),
             verifier,
             metrics,
-            mode: Mode::Optional,
+            mode,
         }
     }
 
@@ -109,10 +113,7 @@ impl AuthLayer {
         }
         match self.verifier.verify(token).await {
             Ok(v) => {
-                self.metrics
-                    .jwt_verifications
-                    .with_label_values(&["ok"])
-                    .inc();
+                self.verified.inc();
                 Ok(Some(Caller::new(v.sub)))
             }
             Err(VerifyError::Invalid(reason)) => {

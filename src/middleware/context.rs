@@ -43,8 +43,6 @@ pub struct RequestContext {
     pub client_ip: IpAddr,
     /// The socket peer, for `X-Forwarded-For`.
     pub peer_ip: IpAddr,
-    /// The route template (`/api/v1/reservations/{id}`) or `unmatched`.
-    pub route: Arc<str>,
 }
 
 /// The client's `X-Request-ID` when it is 1–128 characters of `[A-Za-z0-9._-]` (SPEC §3).
@@ -93,10 +91,9 @@ pub async fn layer(State(state): State<Arc<Settings>>, mut req: Request, next: N
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let client_ip = client_ip::resolve(peer, req.headers(), &state.trusted_proxies);
     let request_id = valid_request_id(req.headers()).unwrap_or_else(new_request_id);
-    let route: Arc<str> = match req.extensions().get::<MatchedPath>() {
-        Some(p) => Arc::from(p.as_str()),
-        None => Arc::from(UNMATCHED),
-    };
+    // The router's own string (an `Arc` clone, not a copy).
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
     let method = method_label(req.method());
 
     // The server span continues the caller's trace; its trace id is the request's trace id.
@@ -113,7 +110,7 @@ pub async fn layer(State(state): State<Arc<Settings>>, mut req: Request, next: N
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
         http.request.method = method,
-        http.route = &*route,
+        http.route = route,
         url.path = req.uri().path(),
         url.scheme = "http",
         client.address = %client_ip,
@@ -136,7 +133,6 @@ pub async fn layer(State(state): State<Arc<Settings>>, mut req: Request, next: N
         trace_id,
         client_ip,
         peer_ip: peer,
-        route: route.clone(),
     };
     req.extensions_mut().insert(ctx);
     req.extensions_mut().insert(access.clone());
@@ -167,18 +163,13 @@ pub async fn layer(State(state): State<Arc<Settings>>, mut req: Request, next: N
     }
     drop(span);
     let latency = started.elapsed();
-    let labels = [method, &*route, status.as_str()];
-    metrics.http_requests.with_label_values(&labels).inc();
-    metrics
-        .http_duration
-        .with_label_values(&labels)
-        .observe(latency.as_secs_f64());
+    metrics.observe_http(method, route, status.as_u16(), latency.as_secs_f64());
 
     let trace_hex = trace_id.to_hex();
     access::emit(
         &access::Line {
             method,
-            route: &route,
+            route,
             status: status.as_u16(),
             latency,
             client_ip,

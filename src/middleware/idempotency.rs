@@ -35,6 +35,7 @@ use crate::store::Store;
 use crate::store::idempotency::{
     self as records, Acquire, Completion, Fingerprint, Lease, RecordKey, Scope, StoredResponse,
 };
+use crate::telemetry::metrics::CounterHandles;
 use crate::telemetry::trace_context::{self, TraceId};
 use crate::telemetry::{AccessLog, Metrics};
 
@@ -74,6 +75,18 @@ pub fn is_stored(status: StatusCode, gateway_rejection: bool) -> bool {
     !gateway_rejection && status.as_u16() < 500 && !matches!(status.as_u16(), 408 | 425 | 429)
 }
 
+/// Every `outcome` label value `Policy::count` is given.
+const OUTCOMES: &[&[&str]] = &[
+    &["new"],
+    &["replayed"],
+    &["in_progress"],
+    &["conflict"],
+    &["store_error"],
+    &["restored"],
+    &["superseded"],
+    &["not_replicated"],
+];
+
 #[derive(Clone)]
 pub struct IdempotencyLayer {
     policy: Arc<Policy>,
@@ -81,7 +94,8 @@ pub struct IdempotencyLayer {
 
 struct Policy {
     store: Store,
-    metrics: Arc<Metrics>,
+    /// `idempotency_outcomes_total` per outcome, resolved once.
+    outcomes: CounterHandles,
     ttl: Duration,
     in_flight_ttl: Duration,
     max_body: usize,
@@ -97,7 +111,7 @@ impl IdempotencyLayer {
         IdempotencyLayer {
             policy: Arc::new(Policy {
                 store,
-                metrics,
+                outcomes: CounterHandles::new(&metrics.idempotency_outcomes, OUTCOMES),
                 ttl: c.idempotency_ttl,
                 in_flight_ttl: slowest + IN_FLIGHT_MARGIN,
                 max_body: c.max_body_size,
@@ -336,10 +350,7 @@ impl Policy {
         if let Some(log) = log {
             log.idempotency(outcome);
         }
-        self.metrics
-            .idempotency_outcomes
-            .with_label_values(&[outcome])
-            .inc();
+        self.outcomes.inc(&[outcome]);
     }
 }
 
@@ -464,7 +475,10 @@ mod tests {
         let layer = IdempotencyLayer {
             policy: Arc::new(Policy {
                 store: Store::memory(),
-                metrics: Arc::new(Metrics::new().unwrap()),
+                outcomes: CounterHandles::new(
+                    &Metrics::new().unwrap().idempotency_outcomes,
+                    OUTCOMES,
+                ),
                 ttl: Duration::from_secs(60),
                 in_flight_ttl: Duration::from_secs(10),
                 max_body: 1024,
@@ -492,7 +506,6 @@ mod tests {
                 trace_id: TraceId([1; 16]),
                 client_ip: [127, 0, 0, 1].into(),
                 peer_ip: [127, 0, 0, 1].into(),
-                route: Arc::from("/api/v1/payment/intent"),
             });
             r
         };

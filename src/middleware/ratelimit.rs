@@ -27,6 +27,7 @@ use crate::store::ratelimit::{self as buckets, MemoryBuckets, Params, Verdict};
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 use crate::telemetry::access::AccessLog;
+use crate::telemetry::metrics::CounterHandles;
 
 use crate::headers::{
     RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
@@ -59,6 +60,8 @@ pub struct Limiter {
     params: Params,
     local: MemoryBuckets,
     metrics: Arc<Metrics>,
+    /// `ratelimit_decisions_total` per outcome and source, resolved once.
+    decisions: CounterHandles,
     /// `store_request_duration_seconds{op="ratelimit"}`, resolved once (not a label look-up per
     /// request).
     store_duration: prometheus::Histogram,
@@ -81,6 +84,15 @@ impl Limiter {
             params: Params::new(cfg.rps, cfg.burst),
             local: MemoryBuckets::new(),
             store_duration: metrics.store_duration.with_label_values(&["ratelimit"]),
+            decisions: CounterHandles::new(
+                &metrics.ratelimit_decisions,
+                &[
+                    &["allowed", "store"],
+                    &["limited", "store"],
+                    &["allowed", "fallback"],
+                    &["limited", "fallback"],
+                ],
+            ),
             metrics,
             policy: HeaderValue::from_str(&policy)
                 .unwrap_or_else(|_| HeaderValue::from_static("\"default\"")),
@@ -118,10 +130,7 @@ impl Limiter {
         } else {
             "limited"
         };
-        self.metrics
-            .ratelimit_decisions
-            .with_label_values(&[outcome, source.label()])
-            .inc();
+        self.decisions.inc(&[outcome, source.label()]);
         (verdict, source)
     }
 

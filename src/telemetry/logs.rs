@@ -12,18 +12,18 @@
 //!   `LOG_LEVEL` says (quiet logs must not turn traces off). The access line (target `access`) is
 //!   not this crate's target, so it is not copied onto spans as an event.
 //!
-//! The gateway's lines go through a non-blocking writer: formatting happens on the request's
-//! thread, the `write(2)` on a thread of its own that drains whatever is queued into one buffered
-//! write. A slow or full stdout (a container log pipe) therefore never blocks the runtime; past
-//! [`MAX_BUFFERED_LINES`] queued lines new ones are dropped and counted
-//! (`log_lines_dropped_total`). The queue is flushed when the [`Logs`] handle is dropped, after
-//! the last request.
-use std::io::{BufWriter, IsTerminal};
-use std::sync::OnceLock;
+//! The gateway's lines go through [`LogBuffer`]: formatting happens on the request's thread, the
+//! `write(2)` on a thread of its own that wakes every 100 ms (or per 64 KiB of lines) and writes
+//! whatever is waiting at once. A slow or full stdout (a container log pipe) therefore never
+//! blocks the runtime; past the buffer's bound new lines are dropped and counted
+//! (`log_lines_dropped_total`). The buffer is written out when the [`Logs`] handle is dropped,
+//! after the last request. With JSON lines the access line skips `tracing` altogether and is
+//! written into the buffer directly (`access::emit`: the hot path's one log line).
+use std::io::IsTerminal;
+use std::sync::{Arc, OnceLock};
 
 use opentelemetry_sdk::trace::SdkTracer;
 use tracing::Level;
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{FilterExt, Targets, filter_fn};
@@ -32,24 +32,39 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogFormat, TelemetryConfig};
+use crate::telemetry::log_buffer::{BufferWriter, LogBuffer};
 use crate::telemetry::traces::{self, Traces};
 
-/// Log lines the writer thread may have queued; past this, new lines are dropped and counted
-/// rather than blocking the request that logs them.
-pub const MAX_BUFFERED_LINES: usize = 65_536;
-
-static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+/// The process's log buffer once [`init_with_traces`] has run, and whether its lines are JSON.
+static BUFFER: OnceLock<(Arc<LogBuffer>, LogFormat)> = OnceLock::new();
 
 /// Log lines dropped so far because stdout could not keep up (0 before [`init_with_traces`]).
 pub fn dropped_lines() -> u64 {
-    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
+    BUFFER.get().map_or(0, |(b, _)| b.dropped())
+}
+
+/// The buffer to write a JSON line into directly, when the lines are JSON and buffered (`main`);
+/// `None` in tests that log through `tracing` synchronously, and with text lines.
+pub fn json_buffer() -> Option<&'static LogBuffer> {
+    match BUFFER.get() {
+        Some((b, LogFormat::Json)) => Some(b),
+        _ => None,
+    }
 }
 
 /// The running log writer and trace pipeline (`main`). Keep it until the server has stopped;
 /// dropping it writes out the lines still queued.
 pub struct Logs {
     traces: Option<Traces>,
-    _writer: WorkerGuard,
+    buffer: Option<Arc<LogBuffer>>,
+}
+
+impl Drop for Logs {
+    fn drop(&mut self) {
+        if let Some(b) = &self.buffer {
+            b.close();
+        }
+    }
 }
 
 impl Logs {
@@ -71,12 +86,6 @@ pub fn init(level: &str) {
 /// Installs the global subscriber with the non-blocking log writer and OTLP traces (`main`).
 /// Traces are off (logged, never fatal) when the exporter cannot be built.
 pub fn init_with_traces(cfg: &TelemetryConfig) -> Logs {
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(MAX_BUFFERED_LINES)
-        .thread_name("log-writer")
-        .finish(BufWriter::with_capacity(64 * 1024, std::io::stdout()));
-    let _ = DROPPED.set(writer.error_counter());
     let format = cfg
         .log_format
         .unwrap_or(if std::io::stdout().is_terminal() {
@@ -84,11 +93,25 @@ pub fn init_with_traces(cfg: &TelemetryConfig) -> Logs {
         } else {
             LogFormat::Json
         });
+    let buffer = match LogBuffer::start(std::io::stdout()) {
+        Ok(b) => b,
+        Err(e) => {
+            // No thread for the writer: log synchronously rather than not at all.
+            install(&cfg.log_level, format, None, std::io::stdout);
+            tracing::warn!(error = %e, "log writer thread could not start: logging synchronously");
+            return Logs {
+                traces: None,
+                buffer: None,
+            };
+        }
+    };
+    let _ = BUFFER.set((buffer.clone(), format));
+    let writer = BufferWriter(buffer.clone());
     if !cfg.export_traces {
         install(&cfg.log_level, format, None, writer);
         return Logs {
             traces: None,
-            _writer: guard,
+            buffer: Some(buffer),
         };
     }
     let traces = match traces::init(cfg) {
@@ -104,7 +127,7 @@ pub fn init_with_traces(cfg: &TelemetryConfig) -> Logs {
     };
     Logs {
         traces,
-        _writer: guard,
+        buffer: Some(buffer),
     }
 }
 

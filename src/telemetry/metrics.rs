@@ -3,10 +3,105 @@
 //!
 //! Names carry units (`_seconds`, `_total`). `route` is always a route template or `unmatched`,
 //! never a raw path, so a scan of random URLs cannot create series.
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+/// Per-thread HTTP handles kept at most (routes × methods × statuses are bounded; this bounds
+/// the cache even so).
+const MAX_CACHED_HTTP_HANDLES: usize = 4096;
+
+#[derive(PartialEq, Eq, Hash)]
+struct HttpKey {
+    metrics: u64,
+    method: usize,
+    route: usize,
+    route_len: usize,
+    status: u16,
+}
+
+struct HttpHandles {
+    route: Box<str>,
+    requests: IntCounter,
+    duration: Histogram,
+}
+
+thread_local! {
+    static HTTP_HANDLES: RefCell<HashMap<HttpKey, HttpHandles>> = RefCell::new(HashMap::new());
+}
+
+fn status_label(status: u16) -> http::StatusCode {
+    http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// The counters of one labelled family for label values known at start-up (outcomes, reasons:
+/// `&'static str`s chosen in code), resolved once: a request finds its counter by a short scan
+/// instead of prometheus' hash, lock and `Arc` clone. A value not listed is looked up the slow
+/// way.
+pub struct CounterHandles {
+    family: IntCounterVec,
+    resolved: Box<[Resolved]>,
+}
+
+/// Label values and their counter.
+type Resolved = (Box<[&'static str]>, IntCounter);
+
+impl CounterHandles {
+    pub fn new(family: &IntCounterVec, values: &[&[&'static str]]) -> Self {
+        CounterHandles {
+            resolved: values
+                .iter()
+                .map(|v| (Box::from(*v), family.with_label_values(v)))
+                .collect(),
+            family: family.clone(),
+        }
+    }
+
+    pub fn inc(&self, labels: &[&str]) {
+        match self.resolved.iter().find(|(v, _)| **v == *labels) {
+            Some((_, c)) => c.inc(),
+            None => self.family.with_label_values(labels).inc(),
+        }
+    }
+}
+
+/// A counter per HTTP status code of one labelled family (an upstream's answers), each resolved
+/// on its first use and kept.
+pub struct StatusCounters {
+    family: IntCounterVec,
+    /// The labels before `status`.
+    prefix: Box<[&'static str]>,
+    by_status: Box<[OnceLock<IntCounter>]>,
+}
+
+impl StatusCounters {
+    pub fn new(family: &IntCounterVec, prefix: &[&'static str]) -> Self {
+        StatusCounters {
+            family: family.clone(),
+            prefix: prefix.into(),
+            by_status: (100..600).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    pub fn inc(&self, status: http::StatusCode) {
+        let slot = usize::from(status.as_u16()).wrapping_sub(100);
+        let resolve = || {
+            let mut labels: Vec<&str> = self.prefix.to_vec();
+            labels.push(status.as_str());
+            self.family.with_label_values(&labels)
+        };
+        match self.by_status.get(slot) {
+            Some(cell) => cell.get_or_init(resolve).inc(),
+            None => resolve().inc(),
+        }
+    }
+}
 
 /// Buckets from 100 µs to 10 s: a sub-millisecond gateway and slow upstreams on one scale.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -15,6 +110,8 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 pub struct Metrics {
+    /// Unique per `Metrics` in the process: the key of the per-thread HTTP handle cache.
+    id: u64,
     pub registry: Registry,
     // HTTP server
     pub http_requests: IntCounterVec,
@@ -89,7 +186,9 @@ impl Metrics {
             registry.register(Box::new(g.clone()))?;
             Ok(g)
         };
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let m = Metrics {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             http_requests: counter(
                 "http_server_requests_total",
                 "HTTP requests served, by method, route template and status.",
@@ -249,6 +348,44 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
         Ok(m)
+    }
+
+    /// Counts a served request and observes its duration (`http_server_requests_total`,
+    /// `http_server_request_duration_seconds`). The handles of each (method, route, status) are
+    /// resolved once per worker thread and kept, so a request does no label hashing, lock or
+    /// `Arc` clone in prometheus. `method` is one of `method_label`'s `&'static str`s; `route` a
+    /// template (bounded) or `unmatched`.
+    pub fn observe_http(&self, method: &'static str, route: &str, status: u16, seconds: f64) {
+        let key = HttpKey {
+            metrics: self.id,
+            method: method.as_ptr() as usize,
+            route: route.as_ptr() as usize,
+            route_len: route.len(),
+            status,
+        };
+        HTTP_HANDLES.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            // A route string freed and another allocated at its address (tests build many
+            // routers in one process) must not inherit its handles: the text is checked too.
+            if let Some(h) = cache.get(&key).filter(|h| &*h.route == route) {
+                h.requests.inc();
+                h.duration.observe(seconds);
+                return;
+            }
+            if cache.len() >= MAX_CACHED_HTTP_HANDLES {
+                cache.clear();
+            }
+            let status = status_label(status);
+            let labels = [method, route, status.as_str()];
+            let h = HttpHandles {
+                route: route.into(),
+                requests: self.http_requests.with_label_values(&labels),
+                duration: self.http_duration.with_label_values(&labels),
+            };
+            h.requests.inc();
+            h.duration.observe(seconds);
+            cache.insert(key, h);
+        });
     }
 
     /// The text exposition format for `/metrics`.

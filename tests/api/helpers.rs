@@ -421,9 +421,23 @@ impl GatewayProcess {
         Self::launch(env, Some(lines)).await
     }
 
+    /// As [`GatewayProcess::start`] with stdout a pipe nobody reads: once the pipe is full, every
+    /// write to it blocks (a container's log pipe whose reader is stuck).
+    pub async fn start_with_unread_stdout(env: &[(String, String)]) -> GatewayProcess {
+        Self::launch_with(env, None, true).await
+    }
+
     async fn launch(
         env: &[(String, String)],
         capture: Option<Arc<std::sync::Mutex<Vec<String>>>>,
+    ) -> GatewayProcess {
+        Self::launch_with(env, capture, false).await
+    }
+
+    async fn launch_with(
+        env: &[(String, String)],
+        capture: Option<Arc<std::sync::Mutex<Vec<String>>>>,
+        unread_stdout: bool,
     ) -> GatewayProcess {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
@@ -436,11 +450,14 @@ impl GatewayProcess {
         if std::env::var_os("TEST_LOG").is_none() {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
-        if capture.is_some() {
+        if capture.is_some() || unread_stdout {
+            // Unread: the pipe stays open (the `Child` keeps its end) and fills up.
             cmd.stdout(Stdio::piped());
         }
         let mut child = cmd.spawn().expect("spawn gateway");
-        if let (Some(lines), Some(out)) = (capture, child.stdout.take()) {
+        if let Some(lines) = capture
+            && let Some(out) = child.stdout.take()
+        {
             std::thread::spawn(move || {
                 use std::io::BufRead;
                 for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {

@@ -858,3 +858,78 @@ async fn logs_are_json_with_an_access_line_and_no_secrets() {
     assert_eq!(not_found["route"], "unmatched");
     assert!(not_found.get("upstream").is_none());
 }
+
+/// The log writer never blocks a request (README, logs): with stdout a pipe nobody reads, the
+/// gateway keeps answering every request, drops the lines it cannot queue and counts them in
+/// `log_lines_dropped_total`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdout_nobody_reads_drops_log_lines_and_never_blocks_a_request() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    let reservation = MockUpstream::start(Role::Reservation, loopback)
+        .await
+        .unwrap();
+    let payment = MockUpstream::start(Role::Payment, loopback).await.unwrap();
+    let mut env = crate::helpers::base_env(&reservation, &payment, None);
+    env.push(("JWT_SKIP_VERIFY".to_owned(), "true".to_owned()));
+    env.push(("LOG_LEVEL".to_owned(), "info".to_owned()));
+    let gw = crate::helpers::GatewayProcess::start_with_unread_stdout(&env).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let dropped = |text: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("log_lines_dropped_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    // An access line with a 128-character request id is ~450 bytes: the pipe (64 KiB) and the
+    // 8 MiB buffer hold ~19,000 of them.
+    let request_id = "r".repeat(128);
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut seen = 0;
+    for _batch in 0..15 {
+        let workers: Vec<_> = (0..32)
+            .map(|_| {
+                let (client, url, answered) =
+                    (client.clone(), gw.url("/healthz"), answered.clone());
+                let request_id = request_id.clone();
+                tokio::spawn(async move {
+                    for _ in 0..100 {
+                        let res = tokio::time::timeout(
+                            Duration::from_secs(10),
+                            client.get(&url).header("x-request-id", &request_id).send(),
+                        )
+                        .await
+                        .expect("a request waited on the log writer")
+                        .unwrap();
+                        assert_eq!(res.status(), 200);
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.await.unwrap();
+        }
+        let metrics = client
+            .get(gw.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        seen = dropped(&metrics);
+        if seen > 0 {
+            break;
+        }
+    }
+    assert!(
+        seen > 0,
+        "no line dropped after {} requests",
+        answered.load(Ordering::Relaxed)
+    );
+    // Still serving, and still counting.
+    let res = client.get(gw.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
