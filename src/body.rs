@@ -6,6 +6,10 @@
 //! arrive by the deadline, else it ends with [`BodyTimeout`], which [`read_body`] turns into 408
 //! `REQUEST_TIMEOUT` (and the connection is closed). The timer exists only once a read would wait:
 //! a body that arrives with its head, or no body at all, costs no timer.
+//!
+//! [`Holding`] is for response bodies: it keeps something alive (a permit, an in-flight count)
+//! for as long as the body streams, and passes the body through otherwise unchanged — its exact
+//! size too, so hyper still writes `Content-Length`.
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -18,6 +22,38 @@ use prometheus::IntCounter;
 use tokio::time::{Instant, Sleep};
 
 use crate::error::ApiError;
+
+/// `body`, holding `held` until it is done or dropped.
+pub struct Holding<B, T> {
+    body: B,
+    _held: T,
+}
+
+impl<B, T> Holding<B, T> {
+    pub fn new(body: B, held: T) -> Self {
+        Holding { body, _held: held }
+    }
+}
+
+impl<B: Body + Unpin, T: Unpin> Body for Holding<B, T> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
 
 /// Reads a whole request body: over `max` bytes → 413, not in time → 408, broken → 400.
 pub async fn read_body(body: AxumBody, max: usize) -> Result<Bytes, ApiError> {

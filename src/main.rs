@@ -2,8 +2,14 @@
 //! 0 after a clean shutdown, 2 for a bad command line or configuration, 1 when serving failed.
 use std::process::ExitCode;
 
+#[cfg(not(feature = "dhat-heap"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `bench/counts.sh`: every allocation counted (allocations per request, issue #17).
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static GLOBAL: dhat::Alloc = dhat::Alloc;
 
 use gateway_api::app::{exit_on_second_signal, healthcheck, shutdown_signal};
 use gateway_api::cli::{self, Cli, Parsed};
@@ -67,6 +73,8 @@ async fn serve(mut config: Config, cli: &Cli) -> ExitCode {
         // Before the logger starts: the demo decides whether traces are exported.
         demo::configure(&mut config);
     }
+    #[cfg(feature = "dhat-heap")]
+    let _heap = heap_counts();
     // Dropped at the end of this function: the last log lines are written out after everything.
     let mut logs = gateway_api::telemetry::logs::init_with_traces(&config.telemetry);
     for warning in &config.warnings {
@@ -100,4 +108,22 @@ async fn run(
     tracing::info!(addr = %app.local_addr()?, "gateway listening");
     app.run(signal).await;
     Ok(())
+}
+
+/// Counts allocations from here on; each `SIGUSR1` prints the totals so far on stderr, as
+/// `heap: blocks=… bytes=…`, for `bench/counts.sh` to take differences of.
+#[cfg(feature = "dhat-heap")]
+fn heap_counts() -> dhat::Profiler {
+    let profiler = dhat::Profiler::builder().testing().build();
+    tokio::spawn(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+            return;
+        };
+        while usr1.recv().await.is_some() {
+            let s = dhat::HeapStats::get();
+            eprintln!("heap: blocks={} bytes={}", s.total_blocks, s.total_bytes);
+        }
+    });
+    profiler
 }

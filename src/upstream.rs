@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
-use futures_util::StreamExt;
-use http::{HeaderMap, Method};
+use http::{HeaderMap, HeaderValue, Method};
 use prometheus::{Histogram, IntCounter};
 use tokio::sync::Semaphore;
 
 use crate::config::{RoutingConfig, UpstreamConfig};
 use tracing::Instrument;
 
+use crate::body::Holding;
 use crate::error::ApiError;
 use crate::telemetry::metrics::{CounterHandles, StatusCounters};
 use crate::telemetry::trace_context::TraceId;
@@ -163,6 +163,8 @@ impl UpstreamMetrics {
 struct InstanceMetrics {
     /// `host:port` of the base URL: bounded by the configuration.
     label: String,
+    /// The `Host` header for this instance, built once (not formatted per request).
+    host: Option<HeaderValue>,
     requests: IntCounter,
     ejections: IntCounter,
 }
@@ -179,6 +181,7 @@ impl Upstream {
             .map(|base| {
                 let label = instance_label(base);
                 InstanceMetrics {
+                    host: host_header(base),
                     requests: metrics
                         .upstream_instance_requests
                         .with_label_values(&[config.name, &label]),
@@ -296,14 +299,14 @@ impl Upstream {
                 body: out.body.clone(),
             });
         let mut flight = self.balancer.begin(index, probe);
-        let mut result = self.attempt(&mut flight, out, self.config.timeout).await;
+        let mut result = self.attempt(&mut flight, out, None).await;
         if let (Err(UpstreamError::Connect(_)), Some(again)) = (&result, retry_copy) {
             let left = deadline.saturating_duration_since(Instant::now());
             let other = self.balancer.pick_other(self.balancer.now(), index);
             if let (Some(other), false) = (other, left.is_zero()) {
                 self.handles.retries.inc();
                 flight = self.balancer.begin(other, false);
-                result = self.attempt(&mut flight, again, left).await;
+                result = self.attempt(&mut flight, again, Some(left)).await;
             }
         }
         self.handles
@@ -317,33 +320,32 @@ impl Upstream {
                 return Err(e);
             }
         };
-        let status = res.status();
-        self.handles.answers.inc(status);
-        let mut builder = Response::builder().status(status);
-        if let Some(h) = builder.headers_mut() {
-            forward::copy_response_headers(res.headers(), h);
-        }
-        // The permit and the in-flight count live as long as the body stream, so a slow body
-        // still counts against the cap and the instance's load.
-        let stream = res.bytes_stream().map(move |chunk| {
-            let _held = (&permit, &flight);
-            chunk
-        });
-        builder
-            .body(Body::from_stream(stream))
-            .map_err(|e| UpstreamError::Protocol(e.to_string()))
+        self.handles.answers.inc(res.status());
+        // Status, headers and body as they came (the body is not re-wrapped into a stream, so
+        // its exact size — `Content-Length` — survives); only hop-by-hop headers go.
+        let (mut parts, body) = http::Response::from(res).into_parts();
+        forward::strip_response_headers(&mut parts.headers);
+        parts.extensions = http::Extensions::new();
+        // The permit and the in-flight count live as long as the body, so a slow body still
+        // counts against the cap and the instance's load.
+        let body = Holding::new(body, (permit, flight));
+        Ok(Response::from_parts(parts, Body::new(body)))
     }
 
     /// One attempt on the instance of `flight`; records its outcome with the balancer.
     async fn attempt(
         &self,
         flight: &mut InFlight,
-        out: Outbound,
-        timeout: Duration,
+        mut out: Outbound,
+        left: Option<Duration>,
     ) -> Result<reqwest::Response, UpstreamError> {
         let index = flight.index();
-        self.instances[index].requests.inc();
-        let result = client::send(&self.http, &self.config.bases[index], timeout, out).await;
+        let instance = &self.instances[index];
+        instance.requests.inc();
+        if let Some(host) = &instance.host {
+            out.headers.insert(http::header::HOST, host.clone());
+        }
+        let result = client::send(&self.http, &self.config.bases[index], left, out).await;
         // 5xx is the instance failing; 4xx is the instance answering a bad request.
         let ok = matches!(&result, Ok(res) if !res.status().is_server_error());
         let t = flight.finish(ok, self.balancer.now());
@@ -386,6 +388,17 @@ impl Upstream {
     }
 }
 
+/// The `Host` header for a base URL, as the client would write it: the port only when it is not
+/// the scheme's default.
+fn host_header(base: &reqwest::Url) -> Option<HeaderValue> {
+    let host = base.host_str()?;
+    let value = match base.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    HeaderValue::from_str(&value).ok()
+}
+
 /// `host:port` of a base URL, the `instance` metric label.
 fn instance_label(base: &reqwest::Url) -> String {
     let host = base.host_str().unwrap_or("unknown");
@@ -409,6 +422,18 @@ mod tests {
         );
         assert_eq!(instance_label(&u("http://api.local")), "api.local:80");
         assert_eq!(instance_label(&u("https://api.local")), "api.local:443");
+    }
+
+    #[test]
+    fn host_header_leaves_out_the_default_port() {
+        let u = |s: &str| reqwest::Url::parse(s).unwrap();
+        assert_eq!(
+            host_header(&u("http://10.0.0.1:8081/p")).unwrap(),
+            "10.0.0.1:8081"
+        );
+        assert_eq!(host_header(&u("http://api.local:80")).unwrap(), "api.local");
+        assert_eq!(host_header(&u("https://api.local")).unwrap(), "api.local");
+        assert_eq!(host_header(&u("http://[::1]:9000")).unwrap(), "[::1]:9000");
     }
 
     #[test]

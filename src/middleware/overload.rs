@@ -12,10 +12,10 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
-use http_body_util::BodyExt;
 use tokio::sync::Semaphore;
 use tower::{Layer, Service};
 
+use crate::body::Holding;
 use crate::error::ApiError;
 use crate::telemetry::Metrics;
 use crate::telemetry::access::AccessLog;
@@ -78,12 +78,7 @@ where
             let res = inner.call(req).await?;
             // The permit is held until the response body is done (or dropped), so a slow
             // streaming answer still counts as in flight.
-            Ok(res.map(|body| {
-                Body::new(body.map_frame(move |frame| {
-                    let _held = &permit;
-                    frame
-                }))
-            }))
+            Ok(res.map(|body| Body::new(Holding::new(body, permit))))
         })
     }
 }

@@ -208,6 +208,12 @@ fn map_err(e: RedisError) -> StoreError {
     }
 }
 
+/// `TCP_NODELAY` on: the crate leaves Nagle on, which holds back a small command written while an
+/// earlier one is unanswered (every pipelined call of a multiplexed connection).
+fn tcp_settings() -> redis::io::tcp::TcpSettings {
+    redis::io::tcp::TcpSettings::default().set_nodelay(true)
+}
+
 async fn connect(cfg: &RedisConfig) -> Result<Conn, RedisError> {
     if cfg.cluster {
         // MOVED/ASK are followed at once; a node that drops is reconnected in the background
@@ -221,7 +227,8 @@ async fn connect(cfg: &RedisConfig) -> Result<Conn, RedisError> {
                 .response_timeout(CALL_TIMEOUT)
                 .retries(3)
                 .min_retry_wait(10)
-                .max_retry_wait(100);
+                .max_retry_wait(100)
+                .tcp_settings(tcp_settings());
         if let Some(pw) = &cfg.password {
             builder = builder.password(pw.expose());
         }
@@ -236,11 +243,14 @@ async fn connect(cfg: &RedisConfig) -> Result<Conn, RedisError> {
         if let Some(pw) = &cfg.password {
             settings = settings.set_password(pw.expose());
         }
-        info = info.set_redis_settings(settings);
+        info = info
+            .set_redis_settings(settings)
+            .set_tcp_settings(tcp_settings());
         let client = redis::Client::open(info)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(CALL_TIMEOUT))
+            // `call` bounds every call with CALL_TIMEOUT already: one timer per call, not two.
+            .set_response_timeout(None)
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
         Ok(Conn::Single(

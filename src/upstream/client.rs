@@ -5,9 +5,14 @@ use std::time::Duration;
 use super::{Outbound, UpstreamError};
 use crate::config::UpstreamConfig;
 
+/// Per request, the one deadline is the client's own `timeout` (no timeout object per request);
+/// reqwest's retry layer is off (the balancer decides the one retry a GET may get, and a write
+/// is never sent twice), which also spares it a copy of every request kept for replay.
 pub fn build(config: &UpstreamConfig) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .http1_only()
+        .timeout(config.timeout)
+        .retry(reqwest::retry::never().max_retries_per_request(0))
         .tcp_nodelay(true)
         .pool_max_idle_per_host(config.max_concurrency)
         .pool_idle_timeout(Duration::from_secs(90))
@@ -17,18 +22,21 @@ pub fn build(config: &UpstreamConfig) -> Result<reqwest::Client, reqwest::Error>
         .build()
 }
 
-/// One attempt against one base URL, bounded by `timeout`.
+/// One attempt against one base URL, bounded by the client's timeout or, for a retry, by what
+/// is left of it.
 pub async fn send(
     http: &reqwest::Client,
     base: &reqwest::Url,
-    timeout: Duration,
+    left: Option<Duration>,
     out: Outbound,
 ) -> Result<reqwest::Response, UpstreamError> {
-    let req = http
+    let mut req = http
         .request(out.method, join(base, &out.path_and_query))
         .headers(out.headers)
-        .body(out.body)
-        .timeout(timeout);
+        .body(out.body);
+    if let Some(left) = left {
+        req = req.timeout(left);
+    }
     req.send().await.map_err(classify)
 }
 

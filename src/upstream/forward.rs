@@ -100,27 +100,35 @@ fn forwarded_for(incoming: &HeaderMap, peer: IpAddr) -> HeaderValue {
     HeaderValue::from_str(&list).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
-/// Copies the upstream's end-to-end response headers (status and body are passed by the
-/// caller). Drops hop-by-hop headers and any header the upstream's `Connection` names.
-pub fn copy_response_headers(from: &HeaderMap, to: &mut HeaderMap) {
-    let named_by_connection: Vec<String> = from
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|s| s.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect();
-    for (name, value) in from {
-        let n = name.as_str();
-        if HOP_BY_HOP.contains(&n)
-            || n == "content-length"
-            || named_by_connection.iter().any(|c| c == n)
-        {
-            continue;
+/// Keeps only the upstream's end-to-end response headers, in place (status and body pass
+/// unchanged): drops hop-by-hop headers and any header the upstream's `Connection` names.
+/// `Content-Length` goes too: hyper writes it again from the body's exact size, so a streamed
+/// body keeps it and can never disagree with it.
+pub fn strip_response_headers(headers: &mut HeaderMap) {
+    // Rare (an HTTP/1.1 upstream seldom sends `Connection`); the names it lists go first.
+    if let Some(listed) = headers.remove(header::CONNECTION) {
+        let named: Vec<HeaderName> = listed
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|s| HeaderName::from_bytes(s.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
         }
-        to.append(name.clone(), value.clone());
+        // A second `Connection` field line (unusual) names headers too.
+        while let Some(more) = headers.remove(header::CONNECTION) {
+            for name in more.to_str().unwrap_or("").split(',') {
+                if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes()) {
+                    headers.remove(name);
+                }
+            }
+        }
     }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::CONTENT_LENGTH);
 }
 
 #[cfg(test)]
@@ -194,10 +202,15 @@ mod tests {
         from.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         from.insert("content-type", HeaderValue::from_static("application/json"));
         from.insert("location", HeaderValue::from_static("/v1/reservations/1"));
-        let mut to = HeaderMap::new();
-        copy_response_headers(&from, &mut to);
-        assert_eq!(to.len(), 2);
-        assert_eq!(to["content-type"], "application/json");
-        assert_eq!(to["location"], "/v1/reservations/1");
+        from.append(
+            "connection",
+            HeaderValue::from_static("X-Other, , bad header"),
+        );
+        from.insert("x-other", HeaderValue::from_static("2"));
+        from.insert("content-length", HeaderValue::from_static("12"));
+        strip_response_headers(&mut from);
+        assert_eq!(from.len(), 2, "{from:?}");
+        assert_eq!(from["content-type"], "application/json");
+        assert_eq!(from["location"], "/v1/reservations/1");
     }
 }

@@ -404,6 +404,50 @@ async fn broken_upstream(reply: &'static [u8]) -> String {
     format!("http://{addr}")
 }
 
+/// Issue #17: the upstream's body passes through as it came, so a sized answer keeps its
+/// `Content-Length` (it was re-chunked before), a chunked one stays chunked, and an upstream that
+/// sends fewer bytes than it announced never turns into a complete-looking answer.
+#[tokio::test]
+async fn an_upstream_answer_keeps_its_framing() {
+    let sized =
+        &b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello world"[..];
+    let chunked = &b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"[..];
+    let short =
+        &b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 50\r\n\r\nhello world"[..];
+    for (reply, length) in [(sized, Some("11")), (chunked, None), (short, Some("50"))] {
+        let url = broken_upstream(reply).await;
+        let app =
+            spawn_app_with(AppOptions::new(Backend::Memory).env("UPSTREAM_PAYMENT_BASE", url))
+                .await;
+        let res = app
+            .get("/api/v1/payment/intent/pi_1")
+            .header("authorization", app.bearer("u"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let h = res.headers();
+        assert_eq!(
+            h.get("content-length").map(|v| v.to_str().unwrap()),
+            length,
+            "{h:?}"
+        );
+        let chunks = h
+            .get("transfer-encoding")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(chunks.is_some(), length.is_none(), "{h:?}");
+        let body = res.bytes().await;
+        if reply == short {
+            assert!(
+                body.is_err(),
+                "a short body must not look complete: {body:?}"
+            );
+        } else {
+            assert_eq!(&body.unwrap()[..], b"hello world");
+        }
+    }
+}
+
 #[tokio::test]
 async fn an_upstream_that_does_not_speak_http_is_502() {
     for reply in [&b"SSH-2.0-OpenSSH_9.2\r\n\r\n"[..], &b""[..]] {
