@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::Deserialize;
+use tracing_subscriber::filter::Directive;
 
 /// A configuration error: which variable, what it held, what was expected.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +114,8 @@ pub struct Config {
     /// single-threaded scheduler (no cross-thread wake-ups).
     pub worker_threads: Option<usize>,
     pub trusted_proxies: Vec<IpNet>,
-    pub cors_allowed_origins: Vec<String>,
+    /// `CORS_ALLOWED_ORIGINS`; `None` (unset): no CORS headers at all.
+    pub cors_allowed_origins: Option<CorsOrigins>,
     pub queue: QueueConfig,
     pub shutdown_delay: Duration,
     pub shutdown_timeout: Duration,
@@ -145,7 +147,7 @@ pub struct RedisConfig {
 pub struct JwtConfig {
     pub issuer: Option<String>,
     pub audience: Option<String>,
-    pub jwks_url: Option<String>,
+    pub jwks_url: Option<reqwest::Url>,
     pub cache_ttl: Duration,
     pub skip_verify: bool,
     /// `JWT_REFRESH_MIN_INTERVAL` (30s): an unknown `kid` refetches the JWKS at most this often.
@@ -158,6 +160,15 @@ pub struct RateLimitConfig {
     pub enabled: bool,
     pub rps: f64,
     pub burst: u32,
+}
+
+/// `CORS_ALLOWED_ORIGINS`, parsed once: the origins that get CORS headers (SPEC §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// `*` was in the list: any origin.
+    Any,
+    /// Exactly these, each as a browser writes it in `Origin` (`https://tickets.example`).
+    List(Vec<http::HeaderValue>),
 }
 
 #[derive(Debug, Clone)]
@@ -181,7 +192,7 @@ pub struct RoutingConfig {
 
 #[derive(Debug, Clone)]
 pub struct TelemetryConfig {
-    pub otlp_endpoint: String,
+    pub otlp_endpoint: reqwest::Url,
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` was given (not the default): `--demo` exports only then.
     pub otlp_endpoint_set: bool,
     /// Spans are exported over OTLP (always, except `--demo` without an endpoint).
@@ -189,7 +200,8 @@ pub struct TelemetryConfig {
     /// `LOG_FORMAT`; `None`: text when stdout is a terminal, JSON lines otherwise.
     pub log_format: Option<LogFormat>,
     pub trace_sampling: f64,
-    pub log_level: String,
+    /// `LOG_LEVEL`, parsed once: what the logger installs.
+    pub log_level: LogFilter,
     pub service_name: String,
     pub service_version: String,
 }
@@ -277,6 +289,45 @@ struct RawConfig {
 pub const DEFAULT_RESERVATION_BASE: &str =
     "http://reservation-api.tickets-api.svc.cluster.local:8080";
 pub const DEFAULT_PAYMENT_BASE: &str = "http://payment-sim-api.tickets-api.svc.cluster.local:8080";
+
+/// What tells the two upstreams apart: the name, the variables (`UPSTREAM_<NAME>_BASE`,
+/// `_TIMEOUT`, `_MAX_CONCURRENCY`) and their defaults. Both are parsed by [`upstream`].
+struct UpstreamVars {
+    name: &'static str,
+    base_var: &'static str,
+    timeout_var: &'static str,
+    max_concurrency_var: &'static str,
+    base: &'static str,
+    timeout: Duration,
+    max_concurrency: usize,
+}
+
+const RESERVATION: UpstreamVars = UpstreamVars {
+    name: "reservation",
+    base_var: "UPSTREAM_RESERVATION_BASE",
+    timeout_var: "UPSTREAM_RESERVATION_TIMEOUT",
+    max_concurrency_var: "UPSTREAM_RESERVATION_MAX_CONCURRENCY",
+    base: DEFAULT_RESERVATION_BASE,
+    timeout: Duration::from_millis(600),
+    max_concurrency: 1024,
+};
+
+const PAYMENT: UpstreamVars = UpstreamVars {
+    name: "payment",
+    base_var: "UPSTREAM_PAYMENT_BASE",
+    timeout_var: "UPSTREAM_PAYMENT_TIMEOUT",
+    max_concurrency_var: "UPSTREAM_PAYMENT_MAX_CONCURRENCY",
+    base: DEFAULT_PAYMENT_BASE,
+    timeout: Duration::from_millis(400),
+    max_concurrency: 512,
+};
+
+/// One upstream's variables as text.
+struct RawUpstream {
+    base: Option<String>,
+    timeout: Option<String>,
+    max_concurrency: Option<String>,
+}
 
 impl Config {
     /// Reads the process environment. `main` is the only caller.
@@ -395,7 +446,7 @@ impl Config {
             issuer: non_empty(r.jwt_issuer),
             audience: non_empty(r.jwt_audience),
             jwks_url: match non_empty(r.jwt_jwks_url) {
-                Some(u) => Some(parse_url("JWT_JWKS_URL", &u)?.to_string()),
+                Some(u) => Some(parse_url("JWT_JWKS_URL", &u)?),
                 None => None,
             },
             cache_ttl: parse_or(
@@ -422,46 +473,22 @@ impl Config {
                 parse_positive_u32,
             )?,
         };
-        let reservation = UpstreamConfig {
-            name: "reservation",
-            bases: parse_bases(
-                "UPSTREAM_RESERVATION_BASE",
-                r.upstream_reservation_base,
-                DEFAULT_RESERVATION_BASE,
-            )?,
-            timeout: parse_or(
-                "UPSTREAM_RESERVATION_TIMEOUT",
-                r.upstream_reservation_timeout,
-                Duration::from_millis(600),
-                parse_nonzero_duration,
-            )?,
-            max_concurrency: parse_or(
-                "UPSTREAM_RESERVATION_MAX_CONCURRENCY",
-                r.upstream_reservation_max_concurrency,
-                1024,
-                parse_positive_usize,
-            )?,
-        };
-        let payment = UpstreamConfig {
-            name: "payment",
-            bases: parse_bases(
-                "UPSTREAM_PAYMENT_BASE",
-                r.upstream_payment_base,
-                DEFAULT_PAYMENT_BASE,
-            )?,
-            timeout: parse_or(
-                "UPSTREAM_PAYMENT_TIMEOUT",
-                r.upstream_payment_timeout,
-                Duration::from_millis(400),
-                parse_nonzero_duration,
-            )?,
-            max_concurrency: parse_or(
-                "UPSTREAM_PAYMENT_MAX_CONCURRENCY",
-                r.upstream_payment_max_concurrency,
-                512,
-                parse_positive_usize,
-            )?,
-        };
+        let reservation = upstream(
+            &RESERVATION,
+            RawUpstream {
+                base: r.upstream_reservation_base,
+                timeout: r.upstream_reservation_timeout,
+                max_concurrency: r.upstream_reservation_max_concurrency,
+            },
+        )?;
+        let payment = upstream(
+            &PAYMENT,
+            RawUpstream {
+                base: r.upstream_payment_base,
+                timeout: r.upstream_payment_timeout,
+                max_concurrency: r.upstream_payment_max_concurrency,
+            },
+        )?;
         let routing = RoutingConfig {
             eject_after: parse_or(
                 "UPSTREAM_EJECT_AFTER",
@@ -488,8 +515,7 @@ impl Config {
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
                 &non_empty(r.otel_exporter_otlp_endpoint)
                     .unwrap_or_else(|| "http://otel-collector:4317".to_owned()),
-            )?
-            .to_string(),
+            )?,
             otlp_endpoint_set,
             export_traces: true,
             log_format: parse_or("LOG_FORMAT", r.log_format, None, |v| {
@@ -500,10 +526,9 @@ impl Config {
                 }
             })?,
             trace_sampling: parse_or("TRACE_SAMPLING", r.trace_sampling, 0.1, parse_ratio)?,
-            log_level: match non_empty(r.log_level) {
-                Some(l) => parse_log_level(&l)?,
-                None => "info".to_owned(),
-            },
+            log_level: parse_log_level(
+                &non_empty(r.log_level).unwrap_or_else(|| "info".to_owned()),
+            )?,
             service_name: non_empty(r.service_name).unwrap_or_else(|| "gateway-api".to_owned()),
             service_version: non_empty(r.service_version)
                 .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
@@ -571,28 +596,7 @@ impl Config {
                 })
                 .collect::<Result<_, _>>()?,
         };
-        let cors_allowed_origins = match non_empty(r.cors_allowed_origins) {
-            None => Vec::new(),
-            Some(list) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    let ok = s == "*"
-                        || ((s.starts_with("http://") || s.starts_with("https://"))
-                            && http::HeaderValue::from_str(s).is_ok());
-                    if ok {
-                        Ok(s.to_owned())
-                    } else {
-                        Err(invalid(
-                            "CORS_ALLOWED_ORIGINS",
-                            &list,
-                            "comma-separated origins like https://tickets.example",
-                        ))
-                    }
-                })
-                .collect::<Result<_, _>>()?,
-        };
+        let cors_allowed_origins = cors_origins(r.cors_allowed_origins)?;
         Ok(Config {
             port: parse_or("PORT", r.port, 8080, parse_port)?,
             redis,
@@ -815,7 +819,7 @@ fn parse_seconds(s: &str) -> Result<Duration, &'static str> {
 /// are this crate's modules, its log targets (`access`) or the libraries it logs through. A word
 /// EnvFilter would take as a target nobody logs to (`warning`, `verbose`) would otherwise turn
 /// every line off without a word.
-fn parse_log_level(s: &str) -> Result<String, ConfigError> {
+fn parse_log_level(s: &str) -> Result<LogFilter, ConfigError> {
     let reject = |reason: String| ConfigError::Rejected {
         name: "LOG_LEVEL",
         value: s.to_owned(),
@@ -853,9 +857,54 @@ fn parse_log_level(s: &str) -> Result<String, ConfigError> {
             )));
         }
     }
-    tracing_subscriber::EnvFilter::try_new(s)
-        .map(|_| s.to_owned())
-        .map_err(|e| reject(format!("{EXPECTED} ({e})")))
+    // Split as `EnvFilter` splits its text, so the filter is the one `EnvFilter::try_new(s)`
+    // would build.
+    let directives = s
+        .split(',')
+        .filter(|d| !d.is_empty())
+        .map(str::parse::<Directive>)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| reject(format!("{EXPECTED} ({e})")))?;
+    Ok(LogFilter {
+        text: s.to_owned(),
+        directives,
+    })
+}
+
+/// `LOG_LEVEL` as `EnvFilter` directives, checked at load ([`parse_log_level`]). `Debug` and
+/// `Display` show the text as it was given.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LogFilter {
+    text: String,
+    directives: Vec<Directive>,
+}
+
+impl LogFilter {
+    /// The filter the logger installs: these directives, nothing re-parsed.
+    pub fn env_filter(&self) -> tracing_subscriber::EnvFilter {
+        self.directives
+            .iter()
+            .cloned()
+            .fold(tracing_subscriber::EnvFilter::default(), |f, d| {
+                f.add_directive(d)
+            })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::fmt::Debug for LogFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LogFilter({:?})", self.text)
+    }
+}
+
+impl std::fmt::Display for LogFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
@@ -907,6 +956,26 @@ fn parse_url(name: &'static str, s: &str) -> Result<reqwest::Url, ConfigError> {
         .ok_or_else(|| invalid(name, s, "an http:// or https:// URL"))
 }
 
+/// One upstream (SPEC §7, §7a): its base URLs, answer timeout and concurrency cap.
+fn upstream(vars: &UpstreamVars, raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
+    Ok(UpstreamConfig {
+        name: vars.name,
+        bases: parse_bases(vars.base_var, raw.base, vars.base)?,
+        timeout: parse_or(
+            vars.timeout_var,
+            raw.timeout,
+            vars.timeout,
+            parse_nonzero_duration,
+        )?,
+        max_concurrency: parse_or(
+            vars.max_concurrency_var,
+            raw.max_concurrency,
+            vars.max_concurrency,
+            parse_positive_usize,
+        )?,
+    })
+}
+
 fn parse_bases(
     name: &'static str,
     raw: Option<String>,
@@ -942,6 +1011,50 @@ fn redis_url(addr: &str, tls: bool) -> Option<String> {
         return None;
     }
     Some(format!("{}://{addr}", if tls { "rediss" } else { "redis" }))
+}
+
+/// `CORS_ALLOWED_ORIGINS`: comma-separated origins, or `*` among them for any. An entry that is
+/// not an origin as a browser sends it (a trailing slash, a path, upper case, a default port)
+/// would never match an `Origin` header, so it stops start-up instead of silently never
+/// answering. Unset or only commas: `None`.
+fn cors_origins(raw: Option<String>) -> Result<Option<CorsOrigins>, ConfigError> {
+    let Some(list) = non_empty(raw) else {
+        return Ok(None);
+    };
+    let mut any = false;
+    let mut origins = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if entry == "*" {
+            any = true;
+            continue;
+        }
+        let origin = parse_origin(entry).ok_or_else(|| ConfigError::Rejected {
+            name: "CORS_ALLOWED_ORIGINS",
+            value: list.clone(),
+            reason: format!(
+                "{entry:?} is not an origin: expected comma-separated origins like \
+                 https://tickets.example (scheme://host[:port] as a browser sends it: lower \
+                 case, no path or trailing slash), or *"
+            ),
+        })?;
+        origins.push(origin);
+    }
+    Ok(match (any, origins.is_empty()) {
+        (true, _) => Some(CorsOrigins::Any),
+        (false, true) => None,
+        (false, false) => Some(CorsOrigins::List(origins)),
+    })
+}
+
+/// `s` if it is exactly an http(s) origin's serialization (RFC 6454 §6.1), the form of a
+/// browser's `Origin` header.
+fn parse_origin(s: &str) -> Option<http::HeaderValue> {
+    let url = reqwest::Url::parse(s).ok()?;
+    let serialized = url.origin().ascii_serialization();
+    if !matches!(url.scheme(), "http" | "https") || serialized != s {
+        return None;
+    }
+    http::HeaderValue::from_str(s).ok()
 }
 
 fn parse_cidr(s: &str) -> Option<IpNet> {
@@ -1546,8 +1659,127 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.trusted_proxies.len(), 2);
-        assert_eq!(c.cors_allowed_origins.len(), 2);
+        assert!(
+            matches!(&c.cors_allowed_origins, Some(CorsOrigins::List(l)) if l.len() == 2),
+            "{:?}",
+            c.cors_allowed_origins
+        );
         assert_eq!(c.payment.bases.len(), 2);
+    }
+
+    #[test]
+    fn an_origin_a_browser_never_sends_is_a_config_error() {
+        for bad in [
+            "https://tickets.example/",
+            "https://tickets.example/app",
+            "https://Tickets.example",
+            "https://tickets.example:443",
+            "https://user@tickets.example",
+            "ftp://tickets.example",
+            "tickets.example",
+            "https://a.example,https://b.example/",
+            "*,https://b.example/",
+        ] {
+            let e = cfg(&[("CORS_ALLOWED_ORIGINS", bad)]).unwrap_err();
+            let names: Vec<_> = e.0.iter().filter_map(ConfigError::variable).collect();
+            assert_eq!(names, ["CORS_ALLOWED_ORIGINS"], "{bad}: {e}");
+            assert!(e.to_string().contains("is not an origin"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn cors_origins_are_parsed_once_into_header_values() {
+        let c = cfg(&[(
+            "CORS_ALLOWED_ORIGINS",
+            "https://tickets.example, http://localhost:3000,http://[::1]:8080",
+        )])
+        .unwrap();
+        let want = [
+            "https://tickets.example",
+            "http://localhost:3000",
+            "http://[::1]:8080",
+        ]
+        .map(http::HeaderValue::from_static)
+        .to_vec();
+        assert_eq!(c.cors_allowed_origins, Some(CorsOrigins::List(want)));
+        for any in ["*", "https://a.example,*"] {
+            let c = cfg(&[("CORS_ALLOWED_ORIGINS", any)]).unwrap();
+            assert_eq!(c.cors_allowed_origins, Some(CorsOrigins::Any), "{any}");
+        }
+        for off in ["", " , "] {
+            let c = cfg(&[("CORS_ALLOWED_ORIGINS", off)]).unwrap();
+            assert_eq!(c.cors_allowed_origins, None, "{off:?}");
+        }
+        assert_eq!(cfg(&[]).unwrap().cors_allowed_origins, None);
+    }
+
+    #[test]
+    fn both_upstreams_parse_the_same_way_under_their_own_prefix() {
+        let defaults = cfg(&[]).unwrap();
+        assert_eq!(defaults.reservation.name, "reservation");
+        assert_eq!(defaults.payment.name, "payment");
+        assert_eq!(defaults.reservation.max_concurrency, 1024);
+        assert_eq!(defaults.payment.max_concurrency, 512);
+        for prefix in ["UPSTREAM_RESERVATION", "UPSTREAM_PAYMENT"] {
+            let var = |suffix: &str| format!("{prefix}_{suffix}");
+            let c = Config::from_vars([
+                (var("BASE"), "http://a:1/v1, http://b:2"),
+                (var("TIMEOUT"), "250ms"),
+                (var("MAX_CONCURRENCY"), "7"),
+            ])
+            .unwrap();
+            let (this, other, other_default) = if prefix == "UPSTREAM_RESERVATION" {
+                (&c.reservation, &c.payment, &defaults.payment)
+            } else {
+                (&c.payment, &c.reservation, &defaults.reservation)
+            };
+            let name = prefix.trim_start_matches("UPSTREAM_").to_ascii_lowercase();
+            assert_eq!(this.name, name);
+            let bases: Vec<_> = this.bases.iter().map(reqwest::Url::as_str).collect();
+            assert_eq!(bases, ["http://a:1/v1", "http://b:2/"], "{prefix}");
+            assert_eq!(this.timeout, Duration::from_millis(250), "{prefix}");
+            assert_eq!(this.max_concurrency, 7, "{prefix}");
+            // The other upstream's variables were not touched: it keeps its defaults.
+            assert_eq!(
+                format!("{other:?}"),
+                format!("{other_default:?}"),
+                "{prefix}"
+            );
+            for (suffix, bad) in [
+                ("BASE", "ftp://x"),
+                ("BASE", "http://a:1?q=1"),
+                ("BASE", " , "),
+                ("TIMEOUT", "0ms"),
+                ("TIMEOUT", "soon"),
+                ("MAX_CONCURRENCY", "0"),
+                ("MAX_CONCURRENCY", "many"),
+            ] {
+                let e = Config::from_vars([(var(suffix), bad)]).unwrap_err();
+                let names: Vec<_> = e.0.iter().filter_map(ConfigError::variable).collect();
+                assert_eq!(names, [var(suffix).as_str()], "{suffix}={bad:?}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn urls_and_the_log_filter_are_typed_at_load() {
+        let c = cfg(&[
+            ("JWT_JWKS_URL", "https://idp.example/jwks"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("LOG_LEVEL", "warn,gateway_api::jwt=debug"),
+        ])
+        .unwrap();
+        let jwks = c.jwt.jwks_url.unwrap();
+        assert_eq!(jwks.host_str(), Some("idp.example"));
+        assert_eq!(c.telemetry.otlp_endpoint.port(), Some(4317));
+        assert_eq!(
+            c.telemetry.log_level.as_str(),
+            "warn,gateway_api::jwt=debug"
+        );
+        let filter = c.telemetry.log_level.env_filter().to_string();
+        assert!(filter.contains("gateway_api::jwt=debug"), "{filter}");
+        assert!(filter.contains("warn"), "{filter}");
+        assert_eq!(cfg(&[]).unwrap().telemetry.log_level.as_str(), "info");
     }
 
     #[test]

@@ -137,7 +137,7 @@ pub struct JwtVerifier {
 }
 
 struct Inner {
-    jwks_url: Option<String>,
+    jwks_url: Option<reqwest::Url>,
     rules: ClaimRules,
     skip_verify: bool,
     cache_ttl: Duration,
@@ -373,8 +373,13 @@ impl Inner {
         Some(done)
     }
 
-    async fn fetch_once(&self, url: &str) -> Result<(Vec<u8>, [u8; 32]), FetchError> {
-        let mut res = self.http.get(url).send().await?.error_for_status()?;
+    async fn fetch_once(&self, url: &reqwest::Url) -> Result<(Vec<u8>, [u8; 32]), FetchError> {
+        let mut res = self
+            .http
+            .get(url.clone())
+            .send()
+            .await?
+            .error_for_status()?;
         let mut body = Vec::new();
         while let Some(chunk) = res.chunk().await? {
             if body.len() + chunk.len() > MAX_JWKS_BYTES {
