@@ -21,7 +21,7 @@ use tracing::Instrument;
 use crate::error::ApiError;
 use crate::telemetry::trace_context::TraceId;
 use crate::telemetry::{AccessLog, Metrics, traces};
-use balancer::{Balancer, InFlight, Pick, Policy, Transitions};
+use balancer::{Balancer, EjectionPolicy, InFlight, Pick, Transitions};
 
 pub mod balancer;
 pub mod client;
@@ -161,7 +161,10 @@ impl Upstream {
             name: config.name,
             http: client::build(&config)?,
             permits: Arc::new(Semaphore::new(config.max_concurrency)),
-            balancer: Arc::new(Balancer::new(instances.len(), Policy::from(routing))),
+            balancer: Arc::new(Balancer::new(
+                instances.len(),
+                EjectionPolicy::from(routing),
+            )),
             instances,
             config,
             metrics,
