@@ -322,6 +322,15 @@ const PAYMENT: UpstreamVars = UpstreamVars {
     max_concurrency: 512,
 };
 
+/// The `REDIS_*` variables as text.
+struct RawRedis {
+    addr: Option<String>,
+    cluster: Option<String>,
+    password: Option<String>,
+    db: Option<String>,
+    tls: Option<String>,
+}
+
 /// One upstream's variables as text.
 struct RawUpstream {
     base: Option<String>,
@@ -404,44 +413,13 @@ impl Config {
     }
 
     fn parse(r: RawConfig) -> Result<Self, ConfigError> {
-        let redis = match non_empty(r.redis_addr) {
-            None => None,
-            Some(addr) => {
-                let tls = parse_or("REDIS_TLS", r.redis_tls, false, parse_bool)?;
-                let urls = addr
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|a| !a.is_empty())
-                    .map(|a| redis_url(a, tls))
-                    .collect::<Option<Vec<_>>>()
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(|| {
-                        invalid(
-                            "REDIS_ADDR",
-                            &addr,
-                            "host:port, redis://… or rediss://… (comma-separated for a cluster)",
-                        )
-                    })?;
-                let cluster = parse_or("REDIS_CLUSTER", r.redis_cluster, false, parse_bool)?
-                    || urls.len() > 1;
-                let db = parse_or("REDIS_DB", r.redis_db.clone(), 0, parse_db)?;
-                if cluster && db != 0 {
-                    // A Redis Cluster has only database 0: fail now, not on every connection.
-                    return Err(invalid(
-                        "REDIS_DB",
-                        r.redis_db.as_deref().unwrap_or_default(),
-                        "0 with Redis Cluster (a cluster has only database 0)",
-                    ));
-                }
-                Some(RedisConfig {
-                    urls,
-                    cluster,
-                    password: non_empty(r.redis_password).map(Secret),
-                    db,
-                    tls,
-                })
-            }
-        };
+        let redis = redis(RawRedis {
+            addr: r.redis_addr,
+            cluster: r.redis_cluster,
+            password: r.redis_password,
+            db: r.redis_db,
+            tls: r.redis_tls,
+        })?;
         let jwt = JwtConfig {
             issuer: non_empty(r.jwt_issuer),
             audience: non_empty(r.jwt_audience),
@@ -579,23 +557,7 @@ impl Config {
                 parse_duration,
             )?,
         };
-        let trusted_proxies = match non_empty(r.trusted_proxies) {
-            None => Vec::new(),
-            Some(list) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    parse_cidr(s).ok_or_else(|| {
-                        invalid(
-                            "TRUSTED_PROXIES",
-                            &list,
-                            "a comma-separated list of CIDRs or IPs",
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-        };
+        let trusted_proxies = trusted_proxies(r.trusted_proxies)?;
         let cors_allowed_origins = cors_origins(r.cors_allowed_origins)?;
         Ok(Config {
             port: parse_or("PORT", r.port, 8080, parse_port)?,
@@ -954,6 +916,69 @@ fn parse_url(name: &'static str, s: &str) -> Result<reqwest::Url, ConfigError> {
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
         .ok_or_else(|| invalid(name, s, "an http:// or https:// URL"))
+}
+
+/// `REDIS_*` (SPEC §8): `None` when `REDIS_ADDR` is unset (the in-memory store).
+fn redis(raw: RawRedis) -> Result<Option<RedisConfig>, ConfigError> {
+    Ok(match non_empty(raw.addr) {
+        None => None,
+        Some(addr) => {
+            let tls = parse_or("REDIS_TLS", raw.tls, false, parse_bool)?;
+            let urls = addr
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(|a| redis_url(a, tls))
+                .collect::<Option<Vec<_>>>()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    invalid(
+                        "REDIS_ADDR",
+                        &addr,
+                        "host:port, redis://… or rediss://… (comma-separated for a cluster)",
+                    )
+                })?;
+            let cluster =
+                parse_or("REDIS_CLUSTER", raw.cluster, false, parse_bool)? || urls.len() > 1;
+            let db = parse_or("REDIS_DB", raw.db.clone(), 0, parse_db)?;
+            if cluster && db != 0 {
+                // A Redis Cluster has only database 0: fail now, not on every connection.
+                return Err(invalid(
+                    "REDIS_DB",
+                    raw.db.as_deref().unwrap_or_default(),
+                    "0 with Redis Cluster (a cluster has only database 0)",
+                ));
+            }
+            Some(RedisConfig {
+                urls,
+                cluster,
+                password: non_empty(raw.password).map(Secret),
+                db,
+                tls,
+            })
+        }
+    })
+}
+
+/// `TRUSTED_PROXIES`: comma-separated CIDRs or single addresses.
+fn trusted_proxies(raw: Option<String>) -> Result<Vec<IpNet>, ConfigError> {
+    Ok(match non_empty(raw) {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                parse_cidr(s).ok_or_else(|| {
+                    invalid(
+                        "TRUSTED_PROXIES",
+                        &list,
+                        "a comma-separated list of CIDRs or IPs",
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 /// One upstream (SPEC §7, §7a): its base URLs, answer timeout and concurrency cap.
