@@ -226,7 +226,8 @@ pub const VARIABLES: &[Var] = &[
     var(
         "CORS_ALLOWED_ORIGINS",
         Unset,
-        "comma-separated origins that get CORS headers, as a browser sends them (https://tickets.example, no path); * for any",
+        "comma-separated origins that get CORS headers, as a browser sends them \
+         (https://tickets.example, no path); * for any",
     ),
     var(
         "QUEUE_ADMISSION_RPS",
