@@ -23,7 +23,7 @@ use tower::ServiceExt;
 
 use self::slow_client::WriteDeadline;
 use crate::body::DeadlineBody;
-use crate::config::Config;
+use crate::config::{Config, ConfigErrors};
 use crate::framing;
 use crate::router::router;
 use crate::state::{AppState, StateError};
@@ -49,6 +49,9 @@ pub enum AppError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The JWT settings verification needs are missing (`--demo` and `JWT_SKIP_VERIFY` aside).
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -60,7 +63,11 @@ impl App {
         Self::build_on(config, addr).await
     }
 
+    /// As [`App::build`], on `addr`. Refuses a configuration whose JWT settings cannot verify
+    /// a token, whoever loaded it (`main` checks it too, to name every missing variable at once
+    /// with the bad ones).
     pub async fn build_on(config: Config, addr: SocketAddr) -> Result<App, AppError> {
+        config.validate_jwt()?;
         let store = Store::from_config(config.redis.as_ref()).map_err(StateError::from)?;
         if config.redis.is_none() {
             tracing::warn!("REDIS_ADDR is unset: using the in-memory store (single replica only)");
@@ -240,4 +247,36 @@ pub async fn exit_on_second_signal() {
     shutdown_signal().await;
     eprintln!("gateway: second signal, exiting now");
     std::process::exit(130);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Config {
+        Config::from_vars(vars.iter().copied()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn build_refuses_jwt_settings_that_cannot_verify_a_token() {
+        // Parses (from_vars checks values, not what verification needs), but has no JWKS URL,
+        // issuer or audience.
+        let c = config(&[("PORT", "0"), ("JWT_ISSUER", "https://idp")]);
+        let err = App::build(c).await.err().unwrap();
+        assert!(matches!(err, AppError::Config(_)), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("JWT_JWKS_URL is required"), "{text}");
+        assert!(text.contains("JWT_AUDIENCE is required"), "{text}");
+        assert!(!text.contains("JWT_ISSUER"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn build_accepts_skipped_verification_and_the_demo() {
+        let c = config(&[("PORT", "0"), ("JWT_SKIP_VERIFY", "true")]);
+        assert!(App::build(c).await.is_ok());
+        let mut c = config(&[("PORT", "0")]);
+        c.demo = true;
+        assert!(App::build(c).await.is_ok());
+    }
 }

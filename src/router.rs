@@ -19,12 +19,12 @@ use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use http::{HeaderName, HeaderValue, Method};
+use http::{HeaderName, Method};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::config::Config;
+use crate::config::{Config, CorsOrigins};
 
 use crate::error::ApiError;
 use crate::middleware::auth::AuthLayer;
@@ -209,18 +209,9 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 fn cors(config: &Config) -> Option<CorsLayer> {
-    if config.cors_allowed_origins.is_empty() {
-        return None;
-    }
-    let origin = if config.cors_allowed_origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
-    } else {
-        AllowOrigin::list(
-            config
-                .cors_allowed_origins
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok()),
-        )
+    let origin = match config.cors_allowed_origins.as_ref()? {
+        CorsOrigins::Any => AllowOrigin::any(),
+        CorsOrigins::List(origins) => AllowOrigin::list(origins.iter().cloned()),
     };
     let allow_headers = [
         "authorization",

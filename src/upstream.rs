@@ -22,7 +22,7 @@ use crate::error::ApiError;
 use crate::telemetry::metrics::{CounterHandles, StatusCounters};
 use crate::telemetry::trace_context::TraceId;
 use crate::telemetry::{AccessLog, Metrics, traces};
-use balancer::{Balancer, InFlight, Pick, Policy, Transitions};
+use balancer::{Balancer, EjectionPolicy, InFlight, Pick, Transitions};
 
 pub mod balancer;
 pub mod client;
@@ -201,7 +201,10 @@ impl Upstream {
             handles: UpstreamMetrics::new(config.name, &metrics),
             http: client::build(&config)?,
             permits: Arc::new(Semaphore::new(config.max_concurrency)),
-            balancer: Arc::new(Balancer::new(instances.len(), Policy::from(routing))),
+            balancer: Arc::new(Balancer::new(
+                instances.len(),
+                EjectionPolicy::from(routing),
+            )),
             instances,
             config,
             metrics,

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-use super::queue::{PRELUDE, QueueSettings, common};
+use super::queue::{PRELUDE, QueueSettings, event_invocation};
 use super::{Store, StoreError};
 use crate::queue::EventTag;
 use crate::queue::events::{EventDefinition, EventFigures, EventPatch};
@@ -49,7 +49,7 @@ impl Store {
                     patch.state.is_some(),
                     patch.adaptive.is_some(),
                 ];
-                let mut inv = common(&PUT, &tag, s);
+                let mut inv = event_invocation(&PUT, &tag, s);
                 inv.arg(event_id).arg(default_rps.to_string());
                 for ((k, v), w) in fields.iter().zip(wanted) {
                     if w {
@@ -101,8 +101,9 @@ impl Store {
                 }) else {
                     return Ok(None);
                 };
-                let out: Vec<redis::Value> =
-                    r.eval(common(&FIGURES, &tag, s).arg(event_id)).await?;
+                let out: Vec<redis::Value> = r
+                    .eval(event_invocation(&FIGURES, &tag, s).arg(event_id))
+                    .await?;
                 let num = |i: usize| -> f64 {
                     match out.get(i) {
                         Some(redis::Value::Int(n)) => *n as f64,

@@ -80,7 +80,8 @@ impl Logs {
 /// Installs the global subscriber with logs only, written synchronously (tests: they leave
 /// logging off unless `TEST_LOG` is set).
 pub fn init(level: &str) {
-    install(level, LogFormat::Json, None, std::io::stdout);
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    install(filter, LogFormat::Json, None, std::io::stdout);
 }
 
 /// Installs the global subscriber with the non-blocking log writer and OTLP traces (`main`).
@@ -108,7 +109,7 @@ pub fn init_with_traces(cfg: &TelemetryConfig) -> Logs {
     let _ = BUFFER.set((buffer.clone(), format));
     let writer = BufferWriter(buffer.clone());
     if !cfg.export_traces {
-        install(&cfg.log_level, format, None, writer);
+        install(cfg.log_level.env_filter(), format, None, writer);
         return Logs {
             traces: None,
             buffer: Some(buffer),
@@ -116,11 +117,11 @@ pub fn init_with_traces(cfg: &TelemetryConfig) -> Logs {
     }
     let traces = match traces::init(cfg) {
         Ok((pipeline, tracer)) => {
-            install(&cfg.log_level, format, Some(tracer), writer);
+            install(cfg.log_level.env_filter(), format, Some(tracer), writer);
             Some(pipeline)
         }
         Err(e) => {
-            install(&cfg.log_level, format, None, writer);
+            install(cfg.log_level.env_filter(), format, None, writer);
             tracing::warn!(error = %e, "OTLP exporter could not be built: traces are off");
             None
         }
@@ -131,11 +132,10 @@ pub fn init_with_traces(cfg: &TelemetryConfig) -> Logs {
     }
 }
 
-fn install<W>(level: &str, format: LogFormat, tracer: Option<SdkTracer>, writer: W)
+fn install<W>(filter: EnvFilter, format: LogFormat, tracer: Option<SdkTracer>, writer: W)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
     let events = filter.and(filter_fn(|meta| meta.is_event()));
     let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
     let fmt = match format {

@@ -23,18 +23,19 @@ use std::time::{Duration, Instant};
 
 use crate::config::RoutingConfig;
 
-/// The settings of the state machine, in milliseconds.
+/// The state machine's settings, in milliseconds: failures that eject an instance, and how long
+/// an ejection (or an open circuit) lasts.
 #[derive(Debug, Clone, Copy)]
-pub struct Policy {
+pub struct EjectionPolicy {
     pub eject_after: u32,
     pub eject_base_ms: u64,
     pub eject_max_ms: u64,
 }
 
-impl From<&RoutingConfig> for Policy {
+impl From<&RoutingConfig> for EjectionPolicy {
     fn from(c: &RoutingConfig) -> Self {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
-        Policy {
+        EjectionPolicy {
             eject_after: c.eject_after.max(1),
             eject_base_ms: ms(c.eject_base),
             eject_max_ms: ms(c.eject_max).max(ms(c.eject_base)),
@@ -42,7 +43,7 @@ impl From<&RoutingConfig> for Policy {
     }
 }
 
-impl Policy {
+impl EjectionPolicy {
     /// Cooldown of the `level`-th ejection in a row (0 = first): base × 2^level, capped.
     pub fn cooldown_ms(&self, level: u32) -> u64 {
         let factor = 1u64 << level.min(32);
@@ -92,7 +93,7 @@ pub struct Transitions {
 
 #[derive(Debug)]
 pub struct Balancer {
-    policy: Policy,
+    policy: EjectionPolicy,
     epoch: Instant,
     instances: Box<[Instance]>,
     /// 0 = closed; otherwise open until this time (half-open from then on).
@@ -105,7 +106,7 @@ pub struct Balancer {
 }
 
 impl Balancer {
-    pub fn new(instances: usize, policy: Policy) -> Self {
+    pub fn new(instances: usize, policy: EjectionPolicy) -> Self {
         Balancer {
             policy,
             epoch: Instant::now(),
@@ -324,7 +325,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    const POLICY: Policy = Policy {
+    const POLICY: EjectionPolicy = EjectionPolicy {
         eject_after: 3,
         eject_base_ms: 1_000,
         eject_max_ms: 5_000,

@@ -6,6 +6,7 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod cors;
 mod demo;
 mod events;
 mod idempotency;
