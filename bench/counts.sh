@@ -10,6 +10,7 @@
 # LOG_LEVEL=info with the access line on). Prints a markdown table (bench/out-counts/counts.md).
 #
 #   bench/counts.sh            about 4 minutes, most of it building
+#   COUNT_GATEWAY=… COUNT_GATEWAY_DHAT=… bench/counts.sh    the same for another build's pair
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -30,11 +31,17 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-echo "building the counting gateway, then the served one…" >&2
-cargo build --release --bin gateway --features dhat-heap -q
-cp target/release/gateway "$WORK/gateway-dhat"
-cargo build --release --bins -q
 BIN="$ROOT/target/release"
+if [ -n "${COUNT_GATEWAY:-}" ]; then
+  # Another build's pair (e.g. an older commit's, for the before figures).
+  cp "$COUNT_GATEWAY_DHAT" "$WORK/gateway-dhat"; GATEWAY="$COUNT_GATEWAY"
+else
+  echo "building the counting gateway, then the served one…" >&2
+  cargo build --release --bin gateway --features dhat-heap -q
+  cp target/release/gateway "$WORK/gateway-dhat"
+  cargo build --release --bins -q
+  GATEWAY="$BIN/gateway"
+fi
 start_backends "$BIN"
 
 # N GETs, one at a time on one keep-alive connection; prints how many were not 200.
@@ -55,7 +62,7 @@ PY
 
 # --- allocations ---------------------------------------------------------------------------------
 GP=$(free_port)
-start_gateway "$WORK/gateway-dhat" "$GP"
+start_gateway "$WORK/gateway-dhat" "$GP" DHAT_FILE="$OUT/dhat-heap.json"
 heap() { # prints the blocks of the newest `heap:` line after asking for one
   kill -USR1 "$GATEWAY_PID"; sleep 0.5
   grep '^heap:' "$OUT/gateway-$GP.err" | tail -1 | sed 's/.*blocks=\([0-9]*\).*/\1/'
@@ -67,10 +74,15 @@ h2=$(heap)
 ALLOCS=$(python3 -c "print(f'{(($h2 - $h1) - ($h1 - $h0)) / $N:.1f}')")
 echo "allocations per request: $ALLOCS (non-200: $bad)" >&2
 kill "$GATEWAY_PID"
+# The profile is written at exit; older builds (before the file was asked for) write none.
+for _ in $(seq 1 600); do kill -0 "$GATEWAY_PID" 2>/dev/null || break; sleep 0.1; done
+if [ -s "$OUT/dhat-heap.json" ]; then
+  python3 "$ROOT/bench/dhat_top.py" "$OUT/dhat-heap.json" "$((N + 1000))" 30 > "$OUT/alloc-sites.txt" || true
+fi
 
 # --- system calls --------------------------------------------------------------------------------
 GP=$(free_port)
-start_gateway "$BIN/gateway" "$GP"
+start_gateway "$GATEWAY" "$GP"
 [ "$(load "$GP" 1000)" = 0 ] || { echo "warm-up requests failed" >&2; exit 1; }
 syscalls() { # strace flags; prints "total futex" per request
   strace "$@" -c -o "$WORK/strace.txt" -p "$GATEWAY_PID" & local st=$!

@@ -111,10 +111,13 @@ async fn run(
 }
 
 /// Counts allocations from here on; each `SIGUSR1` prints the totals so far on stderr, as
-/// `heap: blocks=… bytes=…`, for `bench/counts.sh` to take differences of.
+/// `heap: blocks=… bytes=…`, for `bench/counts.sh` to take differences of; the profile by
+/// call site is written at exit.
 #[cfg(feature = "dhat-heap")]
 fn heap_counts() -> dhat::Profiler {
-    let profiler = dhat::Profiler::builder().testing().build();
+    // Written at exit (`DHAT_FILE`, default dhat-heap.json): where the allocations come from.
+    let file = std::env::var("DHAT_FILE").unwrap_or_else(|_| "dhat-heap.json".to_owned());
+    let profiler = dhat::Profiler::builder().file_name(file).build();
     tokio::spawn(async {
         use tokio::signal::unix::{SignalKind, signal};
         let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {

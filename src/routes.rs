@@ -69,7 +69,7 @@ pub async fn proxy_parts(
     let caller = parts.extensions.get::<Caller>();
     let access = parts.extensions.get::<AccessLog>();
     if let (Some(log), Some(c)) = (access, caller) {
-        log.user(c.user_id());
+        log.user(c.shared_user_id());
     }
     let forward = Forward {
         method,

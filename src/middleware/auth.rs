@@ -48,6 +48,11 @@ impl Caller {
     pub fn user_id(&self) -> &str {
         &self.sub
     }
+
+    /// The same, shared (the access line keeps it without a copy).
+    pub fn shared_user_id(&self) -> &Arc<str> {
+        &self.sub
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,7 +194,7 @@ where
             match layer.authenticate(req.headers()).await {
                 Ok(Some(caller)) => {
                     if let Some(log) = req.extensions().get::<AccessLog>() {
-                        log.user(caller.user_id());
+                        log.user(caller.shared_user_id());
                     }
                     req.extensions_mut().insert(caller);
                 }

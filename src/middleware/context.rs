@@ -165,7 +165,8 @@ pub async fn layer(State(state): State<Arc<Settings>>, mut req: Request, next: N
     let latency = started.elapsed();
     metrics.observe_http(method, route, status.as_u16(), latency.as_secs_f64());
 
-    let trace_hex = trace_id.to_hex();
+    let trace_hex_bytes = trace_id.hex_bytes();
+    let trace_hex = std::str::from_utf8(&trace_hex_bytes).unwrap_or("");
     access::emit(
         &access::Line {
             method,
@@ -174,14 +175,14 @@ pub async fn layer(State(state): State<Arc<Settings>>, mut req: Request, next: N
             latency,
             client_ip,
             request_id: request_id.to_str().unwrap_or(""),
-            trace_id: &trace_hex,
+            trace_id: trace_hex,
         },
         &access,
     );
 
     let headers = res.headers_mut();
     headers.insert(X_REQUEST_ID.clone(), request_id);
-    if let Ok(v) = HeaderValue::from_str(&trace_hex) {
+    if let Ok(v) = HeaderValue::from_bytes(&trace_hex_bytes) {
         headers.insert(X_TRACE_ID.clone(), v);
     }
     for (name, value) in SECURITY_HEADERS {

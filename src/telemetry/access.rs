@@ -10,7 +10,7 @@
 //! if let Some(log) = req.extensions().get::<AccessLog>() {
 //!     log.rate_limit("limited");     // ratelimit: allowed | limited | fallback_allowed | …
 //!     log.idempotency("replayed");   // idempotency: new | replayed | in_progress | conflict | …
-//!     log.user(caller.user_id());    // auth: the verified `sub` (never the token)
+//!     log.user(caller.shared_user_id()); // auth: the verified `sub` (never the token)
 //! }
 //! ```
 //!
@@ -55,9 +55,9 @@ impl Default for Fields {
 
 impl AccessLog {
     /// The verified caller (`Caller::user_id`, the token's `sub`).
-    pub fn user(&self, user_id: &str) {
+    pub fn user(&self, user_id: &Arc<str>) {
         if self.0.user_id.get().is_none() {
-            let _ = self.0.user_id.set(Arc::from(user_id));
+            let _ = self.0.user_id.set(user_id.clone());
         }
     }
 
@@ -273,7 +273,7 @@ mod tests {
         seen_by_layer.rate_limit("allowed");
         seen_by_layer.rate_limit("limited");
         seen_by_layer.idempotency("replayed");
-        seen_by_layer.user("u-1");
+        seen_by_layer.user(&Arc::from("u-1"));
         seen_by_layer.upstream("payment", Some(201), Duration::from_micros(1500));
         seen_by_layer.upstream("reservation", None, Duration::from_secs(1));
         assert_eq!(log.0.rate_limit.get(), Some(&"allowed"));
@@ -286,7 +286,7 @@ mod tests {
 
     fn line<'a>(user: &'a str) -> (Line<'a>, AccessLog) {
         let log = AccessLog::default();
-        log.user(user);
+        log.user(&Arc::from(user));
         log.rate_limit("allowed");
         log.upstream("reservation", Some(201), Duration::from_micros(1_234));
         let line = Line {

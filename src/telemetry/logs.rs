@@ -98,7 +98,7 @@ pub fn init_with_traces(cfg: &TelemetryConfig) -> Logs {
         Ok(b) => b,
         Err(e) => {
             // No thread for the writer: log synchronously rather than not at all.
-            install(&cfg.log_level, format, None, std::io::stdout);
+            install(cfg.log_level.env_filter(), format, None, std::io::stdout);
             tracing::warn!(error = %e, "log writer thread could not start: logging synchronously");
             return Logs {
                 traces: None,

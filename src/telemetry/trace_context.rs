@@ -21,6 +21,14 @@ impl TraceId {
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
+
+    /// The 32 lowercase hex digits, on the stack (no allocation).
+    pub fn hex_bytes(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        // Cannot fail: the buffer is exactly twice the id's length.
+        let _ = hex::encode_to_slice(self.0, &mut out);
+        out
+    }
 }
 
 tokio::task_local! {
