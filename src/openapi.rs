@@ -922,7 +922,7 @@ mod tests {
                 retry_after: std::time::Duration::from_secs(1),
             },
             ApiError::Internal,
-            ApiError::UpstreamError,
+            ApiError::BadGateway,
             ApiError::UpstreamUnavailable("x"),
             ApiError::Overloaded,
             ApiError::UpstreamTimeout,
@@ -946,7 +946,7 @@ mod tests {
                 | ApiError::IdempotencyRequired
                 | ApiError::RateLimited { .. }
                 | ApiError::Internal
-                | ApiError::UpstreamError
+                | ApiError::BadGateway
                 | ApiError::UpstreamUnavailable(_)
                 | ApiError::Overloaded
                 | ApiError::UpstreamTimeout

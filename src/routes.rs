@@ -41,7 +41,7 @@ pub fn valid_id(id: &str) -> Result<&str, ApiError> {
 }
 
 /// Forwards `req` to `upstream` at `path` (query string kept), body unchanged.
-pub async fn proxy(
+pub async fn forward(
     state: &AppState,
     upstream: &Upstream,
     method: Method,
@@ -50,11 +50,11 @@ pub async fn proxy(
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let body = read_body(body, state.config.max_body_size).await?;
-    proxy_parts(state, upstream, method, path, &parts, body).await
+    forward_with_body(state, upstream, method, path, &parts, body).await
 }
 
-/// As [`proxy`], for a handler that already read the body.
-pub async fn proxy_parts(
+/// As [`forward`], for a handler that already read the body.
+pub async fn forward_with_body(
     state: &AppState,
     upstream: &Upstream,
     method: Method,

@@ -3,14 +3,14 @@ use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use http::Method;
 
-use super::{SharedState, proxy, valid_id};
+use super::{SharedState, forward, valid_id};
 use crate::error::ApiError;
 
 pub async fn create_intent(
     State(state): State<SharedState>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    proxy(&state, &state.payment, Method::POST, "/v1/sim/intent", req).await
+    forward(&state, &state.payment, Method::POST, "/v1/sim/intent", req).await
 }
 
 pub async fn get_intent(
@@ -19,5 +19,5 @@ pub async fn get_intent(
     req: Request,
 ) -> Result<Response, ApiError> {
     let path = format!("/v1/sim/intent/{}", valid_id(&id)?);
-    proxy(&state, &state.payment, Method::GET, &path, req).await
+    forward(&state, &state.payment, Method::GET, &path, req).await
 }

@@ -5,7 +5,7 @@ use http::Method;
 
 use std::time::Instant;
 
-use super::{SharedState, proxy, proxy_parts, queue, valid_id};
+use super::{SharedState, forward, forward_with_body, queue, valid_id};
 use crate::body::read_body;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -16,7 +16,7 @@ use crate::state::AppState;
 pub async fn create(State(state): State<SharedState>, req: Request) -> Result<Response, ApiError> {
     let started = Instant::now();
     if !state.config.queue.require_admission {
-        let res = proxy(
+        let res = forward(
             &state,
             &state.reservation,
             Method::POST,
@@ -29,7 +29,7 @@ pub async fn create(State(state): State<SharedState>, req: Request) -> Result<Re
     let (parts, body) = req.into_parts();
     let body = read_body(body, state.config.max_body_size).await?;
     let claim = queue::claim_admission(&state, &parts, &body).await?;
-    let res = proxy_parts(
+    let res = forward_with_body(
         &state,
         &state.reservation,
         Method::POST,
@@ -65,7 +65,7 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let path = format!("/v1/reservations/{}", valid_id(&id)?);
     let started = Instant::now();
-    let res = proxy(&state, &state.reservation, Method::GET, &path, req).await;
+    let res = forward(&state, &state.reservation, Method::GET, &path, req).await;
     observed(&state, started, res)
 }
 
@@ -76,7 +76,7 @@ pub async fn cancel(
 ) -> Result<Response, ApiError> {
     let path = format!("/v1/reservations/{}/cancel", valid_id(&id)?);
     let started = Instant::now();
-    let res = proxy(&state, &state.reservation, Method::POST, &path, req).await;
+    let res = forward(&state, &state.reservation, Method::POST, &path, req).await;
     observed(&state, started, res)
 }
 
@@ -87,6 +87,6 @@ pub async fn confirm(
 ) -> Result<Response, ApiError> {
     let path = format!("/v1/reservations/{}/confirm", valid_id(&id)?);
     let started = Instant::now();
-    let res = proxy(&state, &state.reservation, Method::POST, &path, req).await;
+    let res = forward(&state, &state.reservation, Method::POST, &path, req).await;
     observed(&state, started, res)
 }
