@@ -208,24 +208,6 @@ impl IntoResponse for ApiError {
 #[derive(Debug, Clone, Copy)]
 pub struct GatewayError(pub &'static str);
 
-impl From<axum::extract::rejection::JsonRejection> for ApiError {
-    fn from(_: axum::extract::rejection::JsonRejection) -> Self {
-        ApiError::BadRequest("malformed JSON body")
-    }
-}
-
-impl From<axum::extract::rejection::QueryRejection> for ApiError {
-    fn from(_: axum::extract::rejection::QueryRejection) -> Self {
-        ApiError::BadRequest("malformed query string")
-    }
-}
-
-impl From<axum::extract::rejection::PathRejection> for ApiError {
-    fn from(_: axum::extract::rejection::PathRejection) -> Self {
-        ApiError::BadRequest("malformed path parameter")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -24,22 +24,6 @@ pub mod payments;
 pub mod queue;
 pub mod reservations;
 
-/// `{id}` and `event_id`: `[A-Za-z0-9_-]{1,128}` (SPEC §2). Checked before any upstream is
-/// touched, so `..`, encoded slashes and spaces never reach one.
-pub fn valid_id(id: &str) -> Result<&str, ApiError> {
-    let ok = (1..=128).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(id)
-    } else {
-        Err(ApiError::BadRequest(
-            "invalid id: expected 1-128 characters of A-Z a-z 0-9 _ -",
-        ))
-    }
-}
-
 /// Forwards `req` to `upstream` at `path` (query string kept), body unchanged.
 pub async fn forward(
     state: &AppState,
@@ -90,17 +74,3 @@ pub async fn forward_with_body(
 }
 
 pub type SharedState = Arc<AppState>;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_checked_before_any_upstream() {
-        assert!(valid_id("abc-DEF_123").is_ok());
-        assert!(valid_id(&"a".repeat(128)).is_ok());
-        for bad in ["", "..", "a/b", "a%2Fb", "has space", "ü", &"a".repeat(129)] {
-            assert!(valid_id(bad).is_err(), "{bad:?}");
-        }
-    }
-}

@@ -2,12 +2,13 @@
 //! delete. Thin: the router has already checked the bearer token and its admin scope; the rules
 //! live in `queue/events.rs` and `store/events.rs`.
 use axum::Json;
-use axum::extract::{Path, Request, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::SharedState;
+use super::input::{self, ValidId};
 use super::queue::plain_settings;
-use super::{SharedState, read_body, valid_id};
 use crate::error::ApiError;
 use crate::queue::events::{EventDefinition, EventFigures, EventPatch};
 use crate::state::AppState;
@@ -17,13 +18,10 @@ use crate::store::events::PutRefused;
 /// `PUT /admin/v1/events/{event_id}` → 200 with the whole definition.
 pub async fn put_event(
     State(state): State<SharedState>,
-    Path(event_id): Path<String>,
-    req: Request,
+    ValidId(event_id): ValidId,
+    input::Json(body): input::Json<Value>,
 ) -> Result<Response, ApiError> {
-    let event_id = valid_id(&event_id)?;
-    let bytes = read_body(req.into_body(), state.config.max_body_size).await?;
-    let body: Value =
-        serde_json::from_slice(&bytes).map_err(|_| ApiError::BadRequest("malformed JSON body"))?;
+    let event_id = event_id.as_str();
     let patch = EventPatch::parse(&body).map_err(ApiError::BadRequest)?;
     if body
         .get("event_id")
@@ -47,9 +45,9 @@ pub async fn put_event(
 /// `GET /admin/v1/events/{event_id}` → 200 definition and live figures, or 404.
 pub async fn get_event(
     State(state): State<SharedState>,
-    Path(event_id): Path<String>,
+    ValidId(event_id): ValidId,
 ) -> Result<Response, ApiError> {
-    let event_id = valid_id(&event_id)?;
+    let event_id = event_id.as_str();
     match one(&state, event_id).await? {
         Some(v) => Ok(Json(v).into_response()),
         None => Err(unknown()),
@@ -75,9 +73,9 @@ pub async fn list_events(State(state): State<SharedState>) -> Result<Response, A
 /// `DELETE /admin/v1/events/{event_id}` → 200; every token of the event ends at once.
 pub async fn delete_event(
     State(state): State<SharedState>,
-    Path(event_id): Path<String>,
+    ValidId(event_id): ValidId,
 ) -> Result<Response, ApiError> {
-    let event_id = valid_id(&event_id)?;
+    let event_id = event_id.as_str();
     let existed = state
         .store
         .event_delete(event_id)

@@ -2,13 +2,14 @@
 //! exist): mint a token for the demo's key, and show the key set the gateway trusts.
 use axum::Json;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::SharedState;
+use super::input::Query;
 use crate::error::ApiError;
 use crate::jwt::dev::DEMO_TOKEN_TTL;
 use crate::jwt::{ClaimRules, Claims, check_claims};
@@ -30,9 +31,8 @@ struct TokenQuery {
 
 async fn token(
     State(state): State<SharedState>,
-    query: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
+    Query(q): Query<TokenQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query?;
     let issuer = state.demo.as_ref().ok_or(ApiError::NotFound)?;
     let sub = q.sub.unwrap_or_else(|| "user-123".to_owned());
     // The same rule the verifier applies to `sub`, so a minted token always verifies.

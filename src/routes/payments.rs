@@ -1,9 +1,10 @@
 //! Payment routes (SPEC §2) → the payment API.
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::response::Response;
 use http::Method;
 
-use super::{SharedState, forward, valid_id};
+use super::input::ValidId;
+use super::{SharedState, forward};
 use crate::error::ApiError;
 
 pub async fn create_intent(
@@ -15,9 +16,9 @@ pub async fn create_intent(
 
 pub async fn get_intent(
     State(state): State<SharedState>,
-    Path(id): Path<String>,
+    ValidId(id): ValidId,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let path = format!("/v1/sim/intent/{}", valid_id(&id)?);
+    let path = format!("/v1/sim/intent/{id}");
     forward(&state, &state.payment, Method::GET, &path, req).await
 }

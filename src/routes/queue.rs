@@ -2,16 +2,16 @@
 //! reservation create runs when `QUEUE_REQUIRE_ADMISSION=true`. Thin: parse and validate, one
 //! store call, map the outcome to JSON or an `ApiError`, count it. The rules live in `queue/`
 //! and `store/queue.rs`.
-use axum::Json;
-use axum::extract::{RawQuery, Request, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use http::StatusCode;
 use http::request::Parts;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{SharedState, input, valid_id};
-use crate::body::read_body;
+use super::SharedState;
+use super::input::{self, Query, valid_id};
 use crate::error::ApiError;
 use crate::headers::X_RESERVATION_TOKEN;
 use crate::middleware::auth::Caller;
@@ -28,13 +28,13 @@ use crate::store::queue::{
 const MAX_USER_ID_LEN: usize = 256;
 
 #[derive(Deserialize)]
-struct JoinBody {
+pub struct JoinBody {
     event_id: String,
     user_id: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct EnterBody {
+pub struct EnterBody {
     waiting_token: String,
 }
 
@@ -44,16 +44,19 @@ pub struct TokenQuery {
 }
 
 /// `POST /api/v1/queue/join` → 202.
-pub async fn join(State(state): State<SharedState>, req: Request) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
-    let body: JoinBody = parse_json(&state, body).await?;
+pub async fn join(
+    State(state): State<SharedState>,
+    caller: Option<Extension<Caller>>,
+    input::Json(body): input::Json<JoinBody>,
+) -> Result<Response, ApiError> {
     let event_id = valid_id(&body.event_id)?;
     if let Some(u) = &body.user_id
         && (u.is_empty() || u.len() > MAX_USER_ID_LEN)
     {
         return Err(ApiError::BadRequest("user_id must be 1-256 characters"));
     }
-    let identity = Identity::resolve(caller(&parts), body.user_id.as_deref());
+    let caller = caller.as_ref().map(|c| c.user_id());
+    let identity = Identity::resolve(caller, body.user_id.as_deref());
     let user = identity.digest();
     let s = settings(&state, event_id);
     let joined = state
@@ -96,9 +99,8 @@ pub async fn join(State(state): State<SharedState>, req: Request) -> Result<Resp
 /// `poll_after_sec`; 429 beyond the token's own poll bucket (SPEC §5).
 pub async fn status(
     State(state): State<SharedState>,
-    RawQuery(query): RawQuery,
+    Query(q): Query<TokenQuery>,
 ) -> Result<Response, ApiError> {
-    let q: TokenQuery = input::query(query.as_deref())?;
     let token = waiting_token(&q.token)?;
     let s = settings_for(&state, &token);
     let (st, stats) = state
@@ -159,11 +161,13 @@ fn status_body(
 }
 
 /// `POST /api/v1/queue/enter` → 200 with a reservation token when ready, else 403.
-pub async fn enter(State(state): State<SharedState>, req: Request) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
-    let body: EnterBody = parse_json(&state, body).await?;
+pub async fn enter(
+    State(state): State<SharedState>,
+    caller: Option<Extension<Caller>>,
+    input::Json(body): input::Json<EnterBody>,
+) -> Result<Response, ApiError> {
     let token = waiting_token(&body.waiting_token)?;
-    let caller = caller(&parts).and_then(|sub| Identity::Verified(sub.to_owned()).digest());
+    let caller = caller.and_then(|c| Identity::Verified(c.user_id().to_owned()).digest());
     let s = settings_for(&state, &token);
     let (entry, stats) = state
         .store
@@ -206,9 +210,8 @@ pub async fn enter(State(state): State<SharedState>, req: Request) -> Result<Res
 /// `DELETE /api/v1/queue/leave?token=` → 200 `{"status":"left"}` (also for unknown tokens).
 pub async fn leave(
     State(state): State<SharedState>,
-    RawQuery(query): RawQuery,
+    Query(q): Query<TokenQuery>,
 ) -> Result<Response, ApiError> {
-    let q: TokenQuery = input::query(query.as_deref())?;
     let token = waiting_token(&q.token)?;
     let (left, stats) = state
         .store
@@ -337,14 +340,6 @@ fn waiting_token(raw: &str) -> Result<WaitingToken, ApiError> {
     WaitingToken::parse(raw).ok_or(ApiError::BadRequest(
         "malformed waiting token: expected 43 characters of A-Z a-z 0-9 _ -",
     ))
-}
-
-async fn parse_json<T: serde::de::DeserializeOwned>(
-    state: &AppState,
-    body: axum::body::Body,
-) -> Result<T, ApiError> {
-    let bytes = read_body(body, state.config.max_body_size).await?;
-    input::json(&bytes)
 }
 
 /// At most every few seconds (in the background, off the request's path): re-reads the defined

@@ -1,11 +1,12 @@
 //! Reservation routes (SPEC §2) → the reservation API.
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::response::Response;
 use http::Method;
 
 use std::time::Instant;
 
-use super::{SharedState, forward, forward_with_body, queue, valid_id};
+use super::input::ValidId;
+use super::{SharedState, forward, forward_with_body, queue};
 use crate::body::read_body;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -60,10 +61,10 @@ fn observed(
 
 pub async fn get(
     State(state): State<SharedState>,
-    Path(id): Path<String>,
+    ValidId(id): ValidId,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let path = format!("/v1/reservations/{}", valid_id(&id)?);
+    let path = format!("/v1/reservations/{id}");
     let started = Instant::now();
     let res = forward(&state, &state.reservation, Method::GET, &path, req).await;
     observed(&state, started, res)
@@ -71,10 +72,10 @@ pub async fn get(
 
 pub async fn cancel(
     State(state): State<SharedState>,
-    Path(id): Path<String>,
+    ValidId(id): ValidId,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let path = format!("/v1/reservations/{}/cancel", valid_id(&id)?);
+    let path = format!("/v1/reservations/{id}/cancel");
     let started = Instant::now();
     let res = forward(&state, &state.reservation, Method::POST, &path, req).await;
     observed(&state, started, res)
@@ -82,10 +83,10 @@ pub async fn cancel(
 
 pub async fn confirm(
     State(state): State<SharedState>,
-    Path(id): Path<String>,
+    ValidId(id): ValidId,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let path = format!("/v1/reservations/{}/confirm", valid_id(&id)?);
+    let path = format!("/v1/reservations/{id}/confirm");
     let started = Instant::now();
     let res = forward(&state, &state.reservation, Method::POST, &path, req).await;
     observed(&state, started, res)
