@@ -1,5 +1,10 @@
 //! Thin handlers: validate what the gateway must, map the path, forward. The layers in
 //! `router.rs` have already done authentication, limits and idempotency.
+//!
+//! Each handler carries its `#[utoipa::path]` (the OpenAPI document is read from them) and the
+//! gateway's own answers are typed `Serialize + ToSchema` bodies. Their fields are in alphabetical
+//! order: the order in which `serde_json`'s maps wrote the keys before the bodies were typed, so
+//! no answer's bytes changed (the `--demo` banner's output shows them).
 use std::sync::Arc;
 
 use axum::extract::Request;

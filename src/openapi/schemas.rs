@@ -1,5 +1,8 @@
-//! The document's schemas. Doc-only types: the gateway builds these bodies with `serde_json`
-//! where it answers itself; a test checks the real bodies against these shapes.
+//! The document's shared and doc-only schemas: the gateway's error body as the document shows it
+//! (`error::ApiError` writes it; a test checks the two agree), the upstreams' bodies (passed
+//! through unparsed, SPEC §2: these describe what the bundled mock upstreams answer; the real APIs
+//! own their contracts), and the headers and path parameters several routes take. The bodies the
+//! gateway writes itself are typed next to their handlers (`routes/*.rs`).
 use utoipa::{IntoParams, ToSchema};
 
 /// Every error the gateway itself produces (SPEC §4).
@@ -57,41 +60,6 @@ pub struct UpstreamErrorDetail {
     pub message: String,
 }
 
-#[derive(ToSchema)]
-pub struct Health {
-    #[schema(example = "ok")]
-    pub status: String,
-}
-
-/// `/readyz`: 200 `{"status":"ready","store":…}` or 503 `{"status":"not_ready","reason":…}`.
-#[derive(ToSchema)]
-pub struct Readiness {
-    /// `ready` or `not_ready`.
-    #[schema(example = "ready")]
-    pub status: String,
-    /// Which store answered: `memory` or `redis` (when ready).
-    #[schema(example = "redis")]
-    pub store: Option<String>,
-    /// Why not ready: `shutting down`, `store unavailable`, `store did not answer`, `JWKS not loaded`.
-    #[schema(example = "store unavailable")]
-    pub reason: Option<String>,
-}
-
-#[derive(ToSchema)]
-pub struct Version {
-    #[schema(example = "gateway-api")]
-    pub service: String,
-    #[schema(example = "0.1.0")]
-    pub version: String,
-    /// The full sha of the commit the binary was built from.
-    #[schema(example = "a779fcf1b2c3d4e5f60718293a4b5c6d7e8f9012")]
-    pub git_sha: String,
-    /// The binary was built from a tree with uncommitted changes.
-    pub git_dirty: bool,
-    #[schema(example = "2026-11-28T18:00:00Z", format = DateTime)]
-    pub build_time: String,
-}
-
 /// `Idempotency-Key` on writes (SPEC §6).
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]
@@ -120,162 +88,11 @@ pub struct IdPath {
     pub id: String,
 }
 
-/// The waiting token as a query parameter.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct WaitingTokenQuery {
-    /// The `waiting_token` from join.
-    pub token: String,
-}
-
-#[derive(ToSchema)]
-pub struct QueueJoinRequest {
-    #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$", example = "concert-2026")]
-    pub event_id: String,
-    /// Used only without a valid bearer token; a verified `sub` is a different namespace.
-    pub user_id: Option<String>,
-}
-
-#[derive(ToSchema)]
-pub struct QueueJoined {
-    pub waiting_token: String,
-    pub event_id: String,
-    /// 1-based position at the moment of joining (0 for a returning user who is ready;
-    /// `null` in the prequeue, whose order is drawn at the opening).
-    #[schema(required = true)]
-    pub position_hint: Option<u64>,
-    /// `waiting`, `prequeue` (before `opens_at`), or for a returning user `ready` / `admitted`.
-    #[schema(example = "waiting")]
-    pub status: String,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-pub enum QueueState {
-    Prequeue,
-    Waiting,
-    Ready,
-    Admitted,
-    Expired,
-}
-
-#[derive(ToSchema)]
-pub struct QueueStatus {
-    pub status: QueueState,
-    /// `null` when the token names no event this gateway knows (an unknown or long-gone token).
-    #[schema(required = true)]
-    pub event_id: Option<String>,
-    /// People ahead + 1 among those still waiting; 0 once ready or admitted; `null` in the
-    /// prequeue.
-    #[schema(required = true)]
-    pub position: Option<u64>,
-    /// `ceil(people ahead / admission rate)` (the configured rate until 10 people were
-    /// admitted, then the rate measured over the last 60 s); seconds until the opening in the
-    /// prequeue; 0 once ready; `null` while the event is paused.
-    #[schema(required = true)]
-    pub eta_sec: Option<u64>,
-    /// When to poll next (1-30 s, always well inside the heartbeat TTL); `null` once expired.
-    #[schema(required = true)]
-    pub poll_after_sec: Option<u64>,
-    /// `admitted` only: the reservation token's remaining life.
-    pub reservation_token_ttl_sec: Option<u64>,
-}
-
-/// An event's definition (SPEC §5a).
-#[derive(ToSchema)]
-pub struct EventDefinitionBody {
-    #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$", example = "concert-2026")]
-    pub event_id: String,
-    /// People admitted per second (before the adaptive factor).
-    #[schema(example = 100.0)]
-    pub admission_rps: f64,
-    /// At most this many people `ready` or `admitted` at once; `null` = no cap.
-    #[schema(required = true, minimum = 1)]
-    pub max_active: Option<u64>,
-    /// Before this instant joins go to the prequeue; `null` = open since defined.
-    #[schema(required = true, format = DateTime)]
-    pub opens_at: Option<String>,
-    pub state: EventStateBody,
-    pub adaptive: bool,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-pub enum EventStateBody {
-    Open,
-    Paused,
-    Closed,
-}
-
-/// A `PUT` body: any of the fields; those not sent keep their value.
-#[derive(ToSchema)]
-pub struct EventPutRequest {
-    #[schema(exclusive_minimum = 0.0)]
-    pub admission_rps: Option<f64>,
-    #[schema(minimum = 1)]
-    pub max_active: Option<u64>,
-    #[schema(format = DateTime)]
-    pub opens_at: Option<String>,
-    pub state: Option<EventStateBody>,
-    pub adaptive: Option<bool>,
-}
-
-/// A definition with its live figures.
-#[derive(ToSchema)]
-pub struct EventWithFigures {
-    #[schema(inline)]
-    pub definition: EventDefinitionBody,
-    pub waiting: u64,
-    pub prequeue: u64,
-    /// `ready` + `admitted` now.
-    pub active: u64,
-    pub admitted_total: u64,
-    /// People per second over the last 60 s.
-    pub admission_rate_measured: f64,
-    /// The adaptive factor (1 when not adaptive).
-    pub admission_factor: f64,
-}
-
-#[derive(ToSchema)]
-pub struct EventList {
-    pub events: Vec<EventWithFigures>,
-}
-
-#[derive(ToSchema)]
-pub struct EventDeleted {
-    pub event_id: String,
-    #[schema(example = "deleted")]
-    pub status: String,
-}
-
-/// `{event_id}`: `[A-Za-z0-9_-]{1,128}`.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct EventIdPath {
     #[param(pattern = "^[A-Za-z0-9_-]{1,128}$", example = "concert-2026")]
     pub event_id: String,
-}
-
-#[derive(ToSchema)]
-pub struct QueueEnterRequest {
-    pub waiting_token: String,
-}
-
-#[derive(ToSchema)]
-pub struct QueueAdmission {
-    #[schema(example = "granted")]
-    pub admission: String,
-    /// Bound to the event and the user; send it with the reservation create.
-    pub reservation_token: String,
-    /// `QUEUE_RESERVATION_TOKEN_TTL_SECONDS`.
-    #[schema(example = 30)]
-    pub ttl_sec: u64,
-}
-
-#[derive(ToSchema)]
-pub struct QueueLeft {
-    #[schema(example = "left")]
-    pub status: String,
 }
 
 /// Passed through to the reservation API unparsed; the gateway reads `event_id` and

@@ -1,8 +1,11 @@
-//! The answers a whole class of routes shares, added once to the document after the routes' own
-//! descriptions: the bearer scheme, 401 on authenticated routes, 429 and 503 on every `/api`
-//! route, the idempotency 409s, 413 where there is a body, 502/504 where the route is proxied,
-//! and the request-id and rate-limit headers (see the rules in the `openapi` module docs). A
-//! route's own description of a status wins.
+//! The answers a whole class of routes shares, added once to the document after the handlers'
+//! own (`#[utoipa::path]`) descriptions: the bearer scheme, 401 on authenticated routes, 429 and
+//! 503 on every `/api` route, the idempotency 409s, 413 where there is a body, 502/504 where the
+//! route is proxied, and the request-id and rate-limit headers. The classes follow the router's
+//! own rules: every `/api` route is rate limited and may be shed, a route that requires a bearer
+//! token authenticates, a route with an `Idempotency-Key` parameter is an idempotent write, a
+//! route tagged `reservations` or `payments` is proxied. A route's own description of a status
+//! wins.
 use utoipa::Modify;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -10,8 +13,8 @@ use utoipa::openapi::{
     ContentBuilder, HeaderBuilder, Object, OpenApi as Document, Ref, RefOr, ResponseBuilder, Type,
 };
 
-/// Adds the bearer security scheme and the answers a whole class of routes shares, following the
-/// router's rules (see the module docs). A route's own description of a status wins.
+/// Adds the bearer security scheme and the answers a whole class of routes shares (see the module
+/// docs).
 pub struct SharedAnswers;
 
 impl Modify for SharedAnswers {
