@@ -81,7 +81,11 @@ pub fn variables_help() -> String {
 /// `--print-openapi`: the document on stdout; a reader that stops early (`| head`) ends it
 /// quietly with 0.
 pub fn print_openapi() -> ExitCode {
-    write_stdout(&crate::openapi::document_pretty())
+    write_stdout(
+        &crate::router::document()
+            .to_pretty_json()
+            .unwrap_or_default(),
+    )
 }
 
 /// `--check-config`: the effective configuration, then `configuration OK` (exit 0), or every

@@ -37,8 +37,10 @@ pub enum ApiError {
     RateLimited { retry_after: Duration },
     #[error("internal error")]
     Internal,
+    /// 502 `UPSTREAM_ERROR`: the upstream answered with something that is not HTTP, or closed the
+    /// connection without an answer.
     #[error("the upstream service returned an invalid response")]
-    UpstreamError,
+    BadGateway,
     #[error("{0}")]
     UpstreamUnavailable(&'static str),
     #[error("the gateway is overloaded, retry later")]
@@ -97,7 +99,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::UpstreamError => StatusCode::BAD_GATEWAY,
+            ApiError::BadGateway => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamUnavailable(_) | ApiError::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -127,7 +129,7 @@ impl ApiError {
             ApiError::IdempotencyRequired => "IDEMPOTENCY_REQUIRED",
             ApiError::RateLimited { .. } => "RATE_LIMITED",
             ApiError::Internal => "INTERNAL_ERROR",
-            ApiError::UpstreamError => "UPSTREAM_ERROR",
+            ApiError::BadGateway => "UPSTREAM_ERROR",
             ApiError::UpstreamUnavailable(_) => "UPSTREAM_UNAVAILABLE",
             ApiError::Overloaded => "OVERLOADED",
             ApiError::UpstreamTimeout => "UPSTREAM_TIMEOUT",
@@ -205,24 +207,6 @@ impl IntoResponse for ApiError {
 /// Marker in response extensions: this response is the gateway's own error with this code.
 #[derive(Debug, Clone, Copy)]
 pub struct GatewayError(pub &'static str);
-
-impl From<axum::extract::rejection::JsonRejection> for ApiError {
-    fn from(_: axum::extract::rejection::JsonRejection) -> Self {
-        ApiError::BadRequest("malformed JSON body")
-    }
-}
-
-impl From<axum::extract::rejection::QueryRejection> for ApiError {
-    fn from(_: axum::extract::rejection::QueryRejection) -> Self {
-        ApiError::BadRequest("malformed query string")
-    }
-}
-
-impl From<axum::extract::rejection::PathRejection> for ApiError {
-    fn from(_: axum::extract::rejection::PathRejection) -> Self {
-        ApiError::BadRequest("malformed path parameter")
-    }
-}
 
 #[cfg(test)]
 mod tests {

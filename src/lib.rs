@@ -3,7 +3,7 @@
 //! Map of the crate (the life of a request is told in `router.rs`). Imports point down: a module
 //! uses only those below it in this order (checked by `scripts/import_cycles.py`): `headers`,
 //! `framing`, `config`, `error`, `body`, `telemetry`, `store`, `jwt`, `queue`, `upstream` →
-//! `middleware` → `state` → `routes` → `router` → `app` → `demo`/`main`.
+//! `middleware` → `state` → `openapi` → `routes` → `router` → `app` → `demo`/`main`.
 //! - `headers`: every header name of SPEC §3/§5/§6/§7, once.
 //! - `framing`: request-framing refusals the socket's bytes show (SPEC §4).
 //! - `body`: request bodies within their size and time limits (SPEC §4).
@@ -14,16 +14,19 @@
 //! - `error`: `ApiError`, the one JSON error shape (SPEC §4).
 //! - `state`: `AppState`, built once and shared.
 //! - `jwt`: bearer-token checks and the JWKS cache (the auth layer is in `middleware`).
-//! - `router`: every route and layer, in request order.
+//! - `router`: every route and layer, in request order; the OpenAPI document read from the same
+//!   route groups (`router::document`).
 //! - `middleware`: request context, client address, and the policy layers.
-//! - `routes`: thin handlers.
+//! - `routes`: thin handlers, each with its `#[utoipa::path]` and typed answer; `routes::input`,
+//!   the extractors that turn ids, JSON bodies and query strings into values or JSON 400s.
 //! - `upstream`: pooled clients for the reservation and payment APIs, header rules.
 //! - `queue`: the waiting room's domain: tokens, identities, admission arithmetic.
 //! - `store`: Redis / in-memory state shared by replicas.
 //! - `telemetry`: logs, metrics, traces.
 //! - `mock_upstream`: fake reservation and payment APIs that record what they receive.
 //! - `demo`: `--demo`, the whole stack in one process.
-//! - `openapi`: the OpenAPI 3.1 document of every public route, served at `/openapi.json`.
+//! - `openapi`: what the OpenAPI 3.1 document (`/openapi.json`) has beyond the handlers: info and
+//!   tags, the answers a class of routes shares, shared schemas; `/docs/`.
 pub mod app;
 pub mod body;
 pub mod build_info;

@@ -13,16 +13,25 @@
 //!    `/admin/v1` needs a verified token with the admin scope and is neither limited nor shed
 //!    (SPEC §5a).
 //! 5. The handler validates ids, maps the path and forwards (`routes.rs`, `upstream.rs`).
-use std::sync::Arc;
+//!
+//! The routes clients call are registered with utoipa-axum's `routes!` from each handler's
+//! `#[utoipa::path]`, so the OpenAPI document ([`document`]) is built from the same route groups.
+use std::sync::{Arc, LazyLock};
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::get;
 use http::{HeaderName, Method};
 use tower::ServiceBuilder;
+use tower::layer::util::Identity;
+use tower::util::{Either, option_layer};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::OpenApi as _;
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::{Config, CorsOrigins};
 
@@ -33,18 +42,12 @@ use crate::middleware::idempotency::IdempotencyLayer;
 use crate::middleware::overload::OverloadLayer;
 use crate::middleware::ratelimit::RateLimitLayer;
 use crate::middleware::scope;
-use crate::openapi;
-use crate::openapi::docs;
-use crate::routes::{admin, demo, health, payments, queue, reservations};
+use crate::openapi::{self, ApiDoc, docs};
+use crate::routes::{SharedState, admin, demo, health, payments, queue, reservations};
 use crate::state::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .merge(operations_routes())
-        .merge(docs_routes())
-        .merge(client_routes(&state))
-        .merge(queue_poll_routes(&state))
-        .merge(admin_routes(&state))
+    Router::from(route_groups(Some(&state)))
         // `--demo` only (absent otherwise, so 404): mint a token for the dev key.
         .merge(demo::routes(state.demo.is_some()))
         .fallback(not_found)
@@ -61,36 +64,54 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Health, readiness, version and metrics: never rate limited, shed or authenticated (SPEC §2).
-fn operations_routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/version", get(health::version))
-        .route("/metrics", get(health::metrics))
+/// The OpenAPI document (`GET /openapi.json`, `gateway --print-openapi`), read from the same
+/// route groups as [`router`], so what is served is what is documented. Built without a state:
+/// the groups' layers are left out (the document does not show them; `openapi::complete` adds
+/// the answers they give).
+pub fn document() -> OpenApi {
+    openapi::complete(route_groups(None).into_openapi())
 }
 
-/// The OpenAPI document and Swagger UI over it, assets compiled in (works offline).
-fn docs_routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/openapi.json", get(openapi::serve))
+/// Every route group, each with its layers; a handler a client calls is registered with
+/// `routes!` from its own `#[utoipa::path]`, which also documents it. `state` builds the layers;
+/// without it (for [`document`]) the same routes have none.
+fn route_groups(state: Option<&AppState>) -> OpenApiRouter<SharedState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(operations_routes())
+        .merge(docs_routes())
+        .merge(client_routes(state))
+        .merge(queue_poll_routes(state))
+        .merge(admin_routes(state))
+}
+
+/// Health, readiness, version and metrics: never rate limited, shed or authenticated (SPEC §2).
+fn operations_routes() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::version))
+        .routes(routes!(health::metrics))
+}
+
+/// The OpenAPI document and Swagger UI over it, assets compiled in (works offline). The redirect
+/// and the assets are not part of the document.
+fn docs_routes() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new()
+        .routes(routes!(openapi_json))
         .route("/docs", get(docs::redirect))
-        .route("/docs/", get(docs::page))
+        .routes(routes!(docs::page))
         .route("/docs/{*rest}", get(docs::asset))
 }
 
 /// Every `/api` route a client calls, but the queue polls: overload shedding, then the
 /// per-client rate limit (issue #4), before auth so a flood cannot burn CPU on signatures.
-fn client_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+fn client_routes(state: Option<&AppState>) -> OpenApiRouter<SharedState> {
     protected_routes(state)
         .merge(queue_routes(state))
-        .route_layer(
+        .route_layer(layer(state, |state| {
             ServiceBuilder::new()
                 // Cheapest refusal first: one shared semaphore, no store call.
-                .layer(OverloadLayer::new(
-                    state.in_flight.clone(),
-                    state.metrics.clone(),
-                ))
+                .layer(shedding(state))
                 // One store round trip; 429 and the RateLimit headers.
                 .option_layer(
                     state
@@ -98,67 +119,89 @@ fn client_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
                         .rate_limit
                         .enabled
                         .then(|| RateLimitLayer::new(state.limiter.clone())),
-                ),
-        )
+                )
+        }))
 }
 
 /// Reservations and payments need a verified bearer token (SPEC §2): sets `Caller` for the
 /// layers and handlers below.
-fn protected_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/v1/reservations/{id}", get(reservations::get))
-        .route("/api/v1/payment/intent/{id}", get(payments::get_intent))
+fn protected_routes(state: Option<&AppState>) -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new()
+        .routes(routes!(reservations::get))
+        .routes(routes!(payments::get_intent))
         .merge(write_routes(state))
-        .route_layer(AuthLayer::required(
-            state.jwt.clone(),
-            state.metrics.clone(),
-        ))
+        .route_layer(layer(state, auth_required))
 }
 
 /// Writes: each one needs an Idempotency-Key (SPEC §6).
-fn write_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/v1/reservations/create", post(reservations::create))
-        .route("/api/v1/reservations", post(reservations::create))
-        .route(
-            "/api/v1/reservations/{id}/cancel",
-            post(reservations::cancel),
-        )
-        .route(
-            "/api/v1/reservations/{id}/confirm",
-            post(reservations::confirm),
-        )
-        .route("/api/v1/payment/intent", post(payments::create_intent))
+fn write_routes(state: Option<&AppState>) -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new()
+        .routes(routes!(reservations::create))
+        .routes(routes!(reservations::create_alias))
+        .routes(routes!(reservations::cancel))
+        .routes(routes!(reservations::confirm))
+        .routes(routes!(payments::create_intent))
         // Exactly-once: replay, 409 or run; inside auth so a record belongs to the caller.
-        .route_layer(idempotency(state))
+        .route_layer(layer(state, idempotency))
 }
 
 /// The waiting room's join and enter (SPEC §5) know the verified caller when a bearer is sent
 /// (optional auth: none → anonymous, invalid → 401).
-fn queue_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
-    let enter = Router::new()
-        .route("/api/v1/queue/enter", post(queue::enter))
+fn queue_routes(state: Option<&AppState>) -> OpenApiRouter<SharedState> {
+    let enter = OpenApiRouter::new()
+        .routes(routes!(queue::enter))
         // A write: a retry with the same key replays the grant instead of spending a new place.
-        .route_layer(idempotency(state));
-    Router::new()
-        .route("/api/v1/queue/join", post(queue::join))
+        .route_layer(layer(state, idempotency));
+    OpenApiRouter::new()
+        .routes(routes!(queue::join))
         .merge(enter)
-        .route_layer(AuthLayer::optional(
-            state.jwt.clone(),
-            state.metrics.clone(),
-        ))
+        .route_layer(layer(state, auth_optional))
 }
 
 /// Status and leave are limited per waiting token in the store (SPEC §5), not per client:
 /// thousands of fans behind one NAT must be able to wait. Still shed under overload.
-fn queue_poll_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/v1/queue/status", get(queue::status))
-        .route("/api/v1/queue/leave", delete(queue::leave))
-        .route_layer(OverloadLayer::new(
-            state.in_flight.clone(),
-            state.metrics.clone(),
+fn queue_poll_routes(state: Option<&AppState>) -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new()
+        .routes(routes!(queue::status))
+        .routes(routes!(queue::leave))
+        .route_layer(layer(state, shedding))
+}
+
+/// The operators' routes (SPEC §5a): a verified bearer token with `ADMIN_SCOPE`; neither rate
+/// limited per client nor shed, so an operator can still pause a sale the gateway is drowning in.
+fn admin_routes(state: Option<&AppState>) -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new()
+        .routes(routes!(admin::list_events))
+        .routes(routes!(
+            admin::get_event,
+            admin::put_event,
+            admin::delete_event
         ))
+        // 403 without the scope; runs after auth.
+        .route_layer(layer(state, |s| {
+            let scope: Arc<str> = Arc::from(s.config.queue.admin_scope.as_str());
+            from_fn_with_state(scope, scope::require)
+        }))
+        // 401 without a valid token.
+        .route_layer(layer(state, auth_required))
+}
+
+/// `make(state)`; no layer at all when the routes are read for the [`document`] only.
+fn layer<L>(state: Option<&AppState>, make: impl FnOnce(&AppState) -> L) -> Either<L, Identity> {
+    option_layer(state.map(make))
+}
+
+/// Too many requests in flight → 503 `OVERLOADED` (one set of permits for every `/api` route).
+fn shedding(state: &AppState) -> OverloadLayer {
+    OverloadLayer::new(state.in_flight.clone(), state.metrics.clone())
+}
+
+fn auth_required(state: &AppState) -> AuthLayer {
+    AuthLayer::required(state.jwt.clone(), state.metrics.clone())
+}
+
+fn auth_optional(state: &AppState) -> AuthLayer {
+    AuthLayer::optional(state.jwt.clone(), state.metrics.clone())
 }
 
 /// Exactly-once writes (SPEC §6), built from the parts the layer needs.
@@ -174,25 +217,14 @@ fn context_settings(state: &AppState) -> Arc<context::Settings> {
     })
 }
 
-/// The operators' routes (SPEC §5a): a verified bearer token with `ADMIN_SCOPE`; neither rate
-/// limited per client nor shed, so an operator can still pause a sale the gateway is drowning in.
-fn admin_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
-    let scope: Arc<str> = Arc::from(state.config.queue.admin_scope.as_str());
-    Router::new()
-        .route("/admin/v1/events", get(admin::list_events))
-        .route(
-            "/admin/v1/events/{event_id}",
-            get(admin::get_event)
-                .put(admin::put_event)
-                .delete(admin::delete_event),
-        )
-        // 403 without the scope; runs after auth.
-        .route_layer(from_fn_with_state(scope, scope::require))
-        // 401 without a valid token.
-        .route_layer(AuthLayer::required(
-            state.jwt.clone(),
-            state.metrics.clone(),
-        ))
+/// This document
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document of every public route",
+        body = Object, content_type = "application/json")))]
+async fn openapi_json() -> Response {
+    // Built once, compact: it is served on every `GET /openapi.json`.
+    static JSON: LazyLock<String> = LazyLock::new(|| document().to_json().unwrap_or_default());
+    openapi::json_response(JSON.as_str())
 }
 
 async fn not_found() -> ApiError {

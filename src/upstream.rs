@@ -72,7 +72,7 @@ impl From<UpstreamError> for ApiError {
                 ApiError::UpstreamUnavailable("the upstream service is at capacity, retry later")
             }
             UpstreamError::Timeout => ApiError::UpstreamTimeout,
-            UpstreamError::Protocol(_) => ApiError::UpstreamError,
+            UpstreamError::Protocol(_) => ApiError::BadGateway,
         }
     }
 }

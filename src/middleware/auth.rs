@@ -1,7 +1,7 @@
 //! Bearer-token authentication (SPEC §2, §4; issue #3): [`AuthLayer`] adapts
 //! [`JwtVerifier`](crate::jwt::JwtVerifier) to the request path. What later layers and handlers
 //! rely on is [`Caller`], put in the request extensions from a verified token only: a client can
-//! never choose who it is (`routes::proxy_parts` sends it upstream as `X-User-ID`).
+//! never choose who it is (`routes::forward_with_body` sends it upstream as `X-User-ID`).
 //!
 //! Two modes:
 //! - [`AuthLayer::required`] (protected routes): no valid token → 401.

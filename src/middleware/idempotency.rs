@@ -299,7 +299,7 @@ impl Policy {
             Collected::TooLarge(body) => (Bytes::new(), body),
             Collected::Failed => {
                 self.release(&lease, log).await;
-                return Ok(ApiError::UpstreamError.into_response());
+                return Ok(ApiError::BadGateway.into_response());
             }
         };
         let stored = StoredResponse {

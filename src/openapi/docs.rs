@@ -6,10 +6,11 @@
 //!
 //! The handlers are ours (over `utoipa_swagger_ui::serve`) rather than the crate's axum router,
 //! so the routes are written in `router.rs` like every other one and each answer carries this
-//! page's policy. Not here: the document itself (`openapi.rs`), which the page fetches.
+//! page's policy. Not here: the document itself (`router::document`), which the page fetches.
 use std::sync::{Arc, LazyLock};
 
 use axum::extract::Path;
+use axum::extract::rejection::PathRejection;
 use axum::response::{IntoResponse, Redirect, Response};
 use http::{HeaderValue, StatusCode, header};
 use utoipa_swagger_ui::Config;
@@ -37,14 +38,24 @@ pub async fn redirect() -> Redirect {
     Redirect::permanent("/docs/")
 }
 
-/// `GET /docs/`: the page.
+/// This document as a page (Swagger UI)
+///
+/// Served from assets compiled into the gateway: works offline, loads nothing from elsewhere.
+/// `/docs` redirects here.
+#[utoipa::path(get, path = "/docs/", tag = "operations", operation_id = "docs",
+    responses((status = 200, description = "Swagger UI over /openapi.json",
+        body = String, content_type = "text/html")))]
 pub async fn page() -> Response {
     file("")
 }
 
-/// `GET /docs/{*rest}`: its scripts, styles and images.
-pub async fn asset(Path(rest): Path<String>) -> Response {
-    file(&rest)
+/// `GET /docs/{*rest}`: its scripts, styles and images. A path that does not decode names no
+/// asset: 404, in the JSON shape.
+pub async fn asset(rest: Result<Path<String>, PathRejection>) -> Response {
+    match rest {
+        Ok(Path(rest)) => file(&rest),
+        Err(_) => ApiError::NotFound.into_response(),
+    }
 }
 
 fn file(path: &str) -> Response {

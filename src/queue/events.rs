@@ -3,7 +3,7 @@
 //! keeps definitions, `routes/admin.rs` speaks HTTP.
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 /// The life of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,18 +77,6 @@ impl EventDefinition {
         if let Some(a) = patch.adaptive {
             self.adaptive = a;
         }
-    }
-
-    /// The definition as the admin API answers it.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "event_id": self.event_id,
-            "admission_rps": self.admission_rps,
-            "max_active": self.max_active,
-            "opens_at": self.opens_at_ms.map(format_rfc3339),
-            "state": self.state.as_str(),
-            "adaptive": self.adaptive,
-        })
     }
 
     /// The fields as the store keeps them (a Redis hash; the memory store keeps the struct).
@@ -203,29 +191,6 @@ pub struct EventFigures {
     pub admission_factor: f64,
 }
 
-impl EventFigures {
-    /// Adds the figures to a definition's JSON.
-    pub fn extend(&self, def: &mut Value) {
-        if let Value::Object(m) = def {
-            let fig: Map<String, Value> = [
-                ("waiting", json!(self.waiting)),
-                ("prequeue", json!(self.prequeue)),
-                ("active", json!(self.active)),
-                ("admitted_total", json!(self.admitted_total)),
-                (
-                    "admission_rate_measured",
-                    json!((self.admission_rate_measured * 1000.0).round() / 1000.0),
-                ),
-                ("admission_factor", json!(self.admission_factor)),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
-            m.extend(fig);
-        }
-    }
-}
-
 /// `2026-12-01T20:00:00Z`, `…00.250Z` or `…00+02:00` → Unix milliseconds.
 pub fn parse_rfc3339(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -273,6 +238,8 @@ pub fn unix_ms(t: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use serde_json::json;
+
     use super::*;
 
     #[test]

@@ -2,13 +2,13 @@
 //! exist): mint a token for the demo's key, and show the key set the gateway trusts.
 use axum::Json;
 use axum::Router;
-use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::extract::State;
 use axum::routing::get;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::SharedState;
+use super::input::Query;
 use crate::error::ApiError;
 use crate::jwt::dev::DEMO_TOKEN_TTL;
 use crate::jwt::{ClaimRules, Claims, check_claims};
@@ -28,11 +28,20 @@ struct TokenQuery {
     sub: Option<String>,
 }
 
+/// An OAuth-style token answer, ready to paste into `Authorization: Bearer …`.
+// Keys in alphabetical order, as every answer of the gateway's own (see `routes`).
+#[derive(Serialize)]
+struct DemoToken {
+    access_token: String,
+    expires_in: u64,
+    sub: String,
+    token_type: &'static str,
+}
+
 async fn token(
     State(state): State<SharedState>,
-    query: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(q) = query?;
+    Query(q): Query<TokenQuery>,
+) -> Result<Json<DemoToken>, ApiError> {
     let issuer = state.demo.as_ref().ok_or(ApiError::NotFound)?;
     let sub = q.sub.unwrap_or_else(|| "user-123".to_owned());
     // The same rule the verifier applies to `sub`, so a minted token always verifies.
@@ -47,13 +56,12 @@ async fn token(
         tracing::error!(error = %e, "demo token signing failed");
         ApiError::Internal
     })?;
-    Ok(Json(json!({
-        "access_token": token,
-        "token_type": "Bearer",
-        "expires_in": DEMO_TOKEN_TTL.as_secs(),
-        "sub": sub,
+    Ok(Json(DemoToken {
+        access_token: token,
+        token_type: "Bearer",
+        expires_in: DEMO_TOKEN_TTL.as_secs(),
+        sub,
     }))
-    .into_response())
 }
 
 async fn jwks(State(state): State<SharedState>) -> Result<Json<Value>, ApiError> {

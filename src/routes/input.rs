@@ -1,10 +1,76 @@
-//! Parsing the gateway's own request inputs (the queue routes' JSON bodies and query strings,
-//! SPEC §5) into 400s that name the field with its serde path: `event_id: missing field`,
+//! The gateway's own request inputs, turned into values or into 400s with the JSON shape of
+//! SPEC §4: path ids (SPEC §2), and the queue routes' JSON bodies and query strings (SPEC §5)
+//! with messages that name the field by its serde path: `event_id: missing field`,
 //! `seats: expected a number`, `token: missing field`. Values are never echoed back (a body may
 //! hold a token): the message says what was expected, not what was sent.
+//!
+//! Handlers take these as extractors ([`ValidId`], [`Json`], [`Query`]), so no rejection of
+//! axum's own (plain text) reaches a client (axum's `error-handling` example). Not axum's `Json`
+//! itself: the gateway reads bodies within `MAX_BODY_SIZE` and `REQUEST_BODY_TIMEOUT`
+//! (`body::read_body`), does not require a JSON `Content-Type`, and names the field.
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use super::SharedState;
+use crate::body::read_body;
 use crate::error::ApiError;
+
+/// The start of every message about a body that is not JSON.
+const MALFORMED_JSON: &str = "malformed JSON body";
+
+const INVALID_ID: ApiError =
+    ApiError::BadRequest("invalid id: expected 1-128 characters of A-Z a-z 0-9 _ -");
+
+/// `{id}` and `event_id`: `[A-Za-z0-9_-]{1,128}` (SPEC §2). Checked before any upstream is
+/// touched, so `..`, encoded slashes and spaces never reach one.
+pub fn valid_id(id: &str) -> Result<&str, ApiError> {
+    let ok = (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok { Ok(id) } else { Err(INVALID_ID) }
+}
+
+/// The route's one path parameter (`{id}`, `{event_id}`), checked by [`valid_id`]. A segment
+/// that does not even decode (`%FF`) is the same 400.
+pub struct ValidId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ValidId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(id) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| INVALID_ID)?;
+        valid_id(&id)?;
+        Ok(ValidId(id))
+    }
+}
+
+/// A JSON object body as `T` ([`json`]), read within the body limits.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<SharedState> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &SharedState) -> Result<Self, ApiError> {
+        let bytes = read_body(req.into_body(), state.config.max_body_size).await?;
+        json(&bytes).map(Json)
+    }
+}
+
+/// The query string as `T` ([`query`]).
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        query(parts.uri.query()).map(Query)
+    }
+}
 
 /// A JSON object body as `T`, or a 400 naming the field. An array is refused even where serde
 /// would fill a struct's fields from it in order.
@@ -25,14 +91,13 @@ pub fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             }
             // Not JSON at all: where it broke, which says nothing of the content.
             _ => ApiError::InvalidInput(format!(
-                "malformed JSON body: {}",
+                "{MALFORMED_JSON}: {}",
                 strip_position(&inner.to_string())
             )),
         }
     })?;
-    de.end().map_err(|_| {
-        ApiError::InvalidInput("malformed JSON body: trailing characters".to_owned())
-    })?;
+    de.end()
+        .map_err(|_| ApiError::InvalidInput(format!("{MALFORMED_JSON}: trailing characters")))?;
     Ok(value)
 }
 
@@ -127,6 +192,15 @@ mod tests {
 
     fn message(r: Result<Join, ApiError>) -> String {
         r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn ids_are_checked_before_any_upstream() {
+        assert!(valid_id("abc-DEF_123").is_ok());
+        assert!(valid_id(&"a".repeat(128)).is_ok());
+        for bad in ["", "..", "a/b", "a%2Fb", "has space", "ü", &"a".repeat(129)] {
+            assert!(valid_id(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,59 +1,142 @@
-//! The waiting room's routes (SPEC §5): join, status, enter, leave, and the admission check that
-//! reservation create runs when `QUEUE_REQUIRE_ADMISSION=true`. Thin: parse and validate, one
-//! store call, map the outcome to JSON or an `ApiError`, count it. The rules live in `queue/`
-//! and `store/queue.rs`.
-use axum::Json;
-use axum::extract::{RawQuery, Request, State};
-use axum::response::{IntoResponse, Response};
+//! The waiting room's routes (SPEC §5): join, status, enter, leave, with the bodies they take and
+//! answer; `admission.rs` is the check reservation create runs when
+//! `QUEUE_REQUIRE_ADMISSION=true`. Thin: parse and validate, one store call, map the outcome to a
+//! typed answer or an `ApiError`, count it. The rules live in `queue/` and `store/queue.rs`.
+use axum::extract::State;
+use axum::{Extension, Json};
 use http::StatusCode;
-use http::request::Parts;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::{SharedState, input, valid_id};
-use crate::body::read_body;
+use super::SharedState;
+use super::input::{self, Query, valid_id};
 use crate::error::ApiError;
-use crate::headers::X_RESERVATION_TOKEN;
 use crate::middleware::auth::Caller;
+use crate::openapi::schemas::{ErrorBody, IdempotencyKeyHeader};
 use crate::queue::events::EventState;
 use crate::queue::polling::poll_after_secs;
-use crate::queue::{Identity, ReservationToken, WaitingToken, eta_secs};
+use crate::queue::{Identity, WaitingToken, eta_secs};
 use crate::state::AppState;
 use crate::store::StoreError;
-use crate::store::queue::{
-    Claim, Entry, JoinState, Left, Place, QueueSettings, QueueStats, Status,
-};
+use crate::store::queue::{Entry, JoinState, Left, Place, QueueSettings, QueueStats, Status};
+
+pub mod admission;
 
 /// The longest `user_id` a body may claim.
 const MAX_USER_ID_LEN: usize = 256;
 
-#[derive(Deserialize)]
-struct JoinBody {
+#[derive(Deserialize, ToSchema)]
+pub struct QueueJoinRequest {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$", example = "concert-2026")]
     event_id: String,
+    /// Used only without a valid bearer token; a verified `sub` is a different namespace.
     user_id: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct EnterBody {
+// Keys in alphabetical order, as every answer of the gateway's own (see `routes`).
+#[derive(Serialize, ToSchema)]
+pub struct QueueJoined {
+    event_id: String,
+    /// 1-based position at the moment of joining (0 for a returning user who is ready;
+    /// `null` in the prequeue, whose order is drawn at the opening).
+    #[schema(required = true)]
+    position_hint: Option<u64>,
+    /// `waiting`, `prequeue` (before `opens_at`), or for a returning user `ready` / `admitted`.
+    #[schema(example = "waiting")]
+    status: &'static str,
     waiting_token: String,
 }
 
-#[derive(Deserialize)]
+/// The waiting token as a query parameter.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TokenQuery {
+    /// The `waiting_token` from join.
     token: String,
 }
 
-/// `POST /api/v1/queue/join` → 202.
-pub async fn join(State(state): State<SharedState>, req: Request) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
-    let body: JoinBody = parse_json(&state, body).await?;
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueState {
+    Prequeue,
+    Waiting,
+    Ready,
+    Admitted,
+    Expired,
+}
+
+// Keys in alphabetical order, as every answer of the gateway's own (see `routes`).
+#[derive(Serialize, ToSchema)]
+pub struct QueueStatus {
+    /// `ceil(people ahead / admission rate)` (the configured rate until 10 people were
+    /// admitted, then the rate measured over the last 60 s); seconds until the opening in the
+    /// prequeue; 0 once ready; `null` while the event is paused.
+    #[schema(required = true)]
+    eta_sec: Option<u64>,
+    /// `null` when the token names no event this gateway knows (an unknown or long-gone token).
+    #[schema(required = true)]
+    event_id: Option<String>,
+    /// When to poll next (1-30 s, always well inside the heartbeat TTL); `null` once expired.
+    #[schema(required = true)]
+    poll_after_sec: Option<u64>,
+    /// People ahead + 1 among those still waiting; 0 once ready or admitted; `null` in the
+    /// prequeue.
+    #[schema(required = true)]
+    position: Option<u64>,
+    /// `admitted` only: the reservation token's remaining life.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reservation_token_ttl_sec: Option<u64>,
+    status: QueueState,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct QueueEnterRequest {
+    waiting_token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct QueueAdmission {
+    #[schema(example = "granted")]
+    admission: &'static str,
+    /// Bound to the event and the user; send it with the reservation create.
+    reservation_token: String,
+    /// `QUEUE_RESERVATION_TOKEN_TTL_SECONDS`.
+    #[schema(example = 30)]
+    ttl_sec: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct QueueLeft {
+    #[schema(example = "left")]
+    status: &'static str,
+}
+
+/// Join an event's waiting room
+///
+/// The user is the bearer token's `sub` when a valid token is sent, else `user_id` from the
+/// body, else a fresh anonymous identity. Joining again returns the same token and place.
+#[utoipa::path(post, path = "/api/v1/queue/join", tag = "queue", operation_id = "queue_join",
+    request_body = QueueJoinRequest,
+    responses(
+        (status = 202, description = "In the queue (or the prequeue, before the event's `opens_at`)", body = QueueJoined),
+        (status = 400, description = "`BAD_REQUEST`: malformed JSON or a bad `event_id`", body = ErrorBody),
+        (status = 404, description = "`EVENT_NOT_FOUND`: `QUEUE_EVENTS_OPEN=false` and no operator defined the event", body = ErrorBody),
+        (status = 410, description = "`EVENT_CLOSED`: the event is closed", body = ErrorBody),
+    ),
+    security((), ("bearerAuth" = [])))]
+pub async fn join(
+    State(state): State<SharedState>,
+    caller: Option<Extension<Caller>>,
+    input::Json(body): input::Json<QueueJoinRequest>,
+) -> Result<(StatusCode, Json<QueueJoined>), ApiError> {
     let event_id = valid_id(&body.event_id)?;
     if let Some(u) = &body.user_id
         && (u.is_empty() || u.len() > MAX_USER_ID_LEN)
     {
         return Err(ApiError::BadRequest("user_id must be 1-256 characters"));
     }
-    let identity = Identity::resolve(caller(&parts), body.user_id.as_deref());
+    let caller = caller.as_ref().map(|c| c.user_id());
+    let identity = Identity::resolve(caller, body.user_id.as_deref());
     let user = identity.digest();
     let s = settings(&state, event_id);
     let joined = state
@@ -83,22 +166,31 @@ pub async fn join(State(state): State<SharedState>, req: Request) -> Result<Resp
         state.metrics.queue_joins.with_label_values(&[label]).inc();
     }
     record(&state, &joined.stats);
-    let body = json!({
-        "waiting_token": joined.token.encode(),
-        "event_id": event_id,
-        "position_hint": joined.position,
-        "status": status,
-    });
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    let body = QueueJoined {
+        waiting_token: joined.token.encode(),
+        event_id: event_id.to_owned(),
+        position_hint: joined.position,
+        status,
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)))
 }
 
-/// `GET /api/v1/queue/status?token=` → 200 prequeue | waiting | ready | admitted | expired, with
-/// `poll_after_sec`; 429 beyond the token's own poll bucket (SPEC §5).
+/// Poll a place in the queue (the heartbeat)
+///
+/// A token not polled (or entered) for `QUEUE_HEARTBEAT_TTL_SECONDS` expires. Unknown or
+/// tampered tokens are `expired`, as is every token of a closed or deleted event. Not counted
+/// in the per-client bucket: limited per waiting token (5 at once, 2 per second; 429 with
+/// `Retry-After` beyond).
+#[utoipa::path(get, path = "/api/v1/queue/status", tag = "queue", operation_id = "queue_status",
+    params(TokenQuery),
+    responses(
+        (status = 200, description = "Where the caller stands", body = QueueStatus),
+        (status = 400, description = "`BAD_REQUEST`: malformed token (wrong length or alphabet)", body = ErrorBody),
+    ))]
 pub async fn status(
     State(state): State<SharedState>,
-    RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
-    let q: TokenQuery = input::query(query.as_deref())?;
+    Query(q): Query<TokenQuery>,
+) -> Result<Json<QueueStatus>, ApiError> {
     let token = waiting_token(&q.token)?;
     let s = settings_for(&state, &token);
     let (st, stats) = state
@@ -108,62 +200,70 @@ pub async fn status(
         .map_err(|e| store_failed(&state, "queue_status", e))?;
     record(&state, &stats);
     let event_id = (!stats.event_id.is_empty()).then_some(stats.event_id);
-    Ok(Json(status_body(&st, event_id, s.heartbeat_ttl_ms)?).into_response())
+    Ok(Json(status_body(&st, event_id, s.heartbeat_ttl_ms)?))
 }
 
 /// The status answer (SPEC §5): `eta_sec` is `ceil(people ahead / rate)` with the store's rate
 /// (configured until 10 were admitted, then measured), `null` while paused or when no rate is
-/// known; `poll_after_sec` follows the eta.
+/// known; `poll_after_sec` follows the eta (the token's remaining life once admitted).
 fn status_body(
     st: &Status,
     event_id: Option<String>,
     heartbeat_ttl_ms: u64,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<QueueStatus, ApiError> {
     let rate = (st.event_state == EventState::Open && st.eta_rate > 0.0).then_some(st.eta_rate);
-    let (status, position, eta): (&str, Option<u64>, Option<u64>) = match st.place {
+    let poll = |eta: Option<u64>| Some(poll_after_secs(eta, heartbeat_ttl_ms));
+    let (status, position, eta_sec, poll_after_sec, reservation_token_ttl_sec) = match st.place {
         Place::Limited { retry_ms } => {
             return Err(ApiError::RateLimited {
                 retry_after: std::time::Duration::from_millis(retry_ms),
             });
         }
-        Place::Prequeue { opens_in_ms } => ("prequeue", None, Some(opens_in_ms.div_ceil(1000))),
-        Place::Waiting(p) => (
-            "waiting",
-            Some(p),
-            rate.map(|r| eta_secs(p.saturating_sub(1), r)),
-        ),
-        Place::Ready => ("ready", Some(0), Some(0)),
-        Place::Admitted { ttl_ms } => {
-            return Ok(json!({
-                "status": "admitted",
-                "event_id": event_id,
-                "position": 0,
-                "eta_sec": 0,
-                "reservation_token_ttl_sec": ttl_ms.div_ceil(1000),
-                "poll_after_sec": poll_after_secs(Some(ttl_ms / 1000), heartbeat_ttl_ms),
-            }));
+        Place::Prequeue { opens_in_ms } => {
+            let eta = Some(opens_in_ms.div_ceil(1000));
+            (QueueState::Prequeue, None, eta, poll(eta), None)
         }
-        Place::Expired => ("expired", Some(0), Some(0)),
+        Place::Waiting(p) => {
+            let eta = rate.map(|r| eta_secs(p.saturating_sub(1), r));
+            (QueueState::Waiting, Some(p), eta, poll(eta), None)
+        }
+        Place::Ready => (QueueState::Ready, Some(0), Some(0), poll(Some(0)), None),
+        Place::Admitted { ttl_ms } => (
+            QueueState::Admitted,
+            Some(0),
+            Some(0),
+            poll(Some(ttl_ms / 1000)),
+            Some(ttl_ms.div_ceil(1000)),
+        ),
+        Place::Expired => (QueueState::Expired, Some(0), Some(0), None, None),
     };
-    let poll_after = match st.place {
-        Place::Expired => None,
-        _ => Some(poll_after_secs(eta, heartbeat_ttl_ms)),
-    };
-    Ok(json!({
-        "status": status,
-        "event_id": event_id,
-        "position": position,
-        "eta_sec": eta,
-        "poll_after_sec": poll_after,
-    }))
+    Ok(QueueStatus {
+        status,
+        event_id,
+        position,
+        eta_sec,
+        poll_after_sec,
+        reservation_token_ttl_sec,
+    })
 }
 
-/// `POST /api/v1/queue/enter` → 200 with a reservation token when ready, else 403.
-pub async fn enter(State(state): State<SharedState>, req: Request) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
-    let body: EnterBody = parse_json(&state, body).await?;
+/// Trade a ready waiting token for a reservation token
+#[utoipa::path(post, path = "/api/v1/queue/enter", tag = "queue", operation_id = "queue_enter",
+    request_body = QueueEnterRequest,
+    params(IdempotencyKeyHeader),
+    responses(
+        (status = 200, description = "Admitted", body = QueueAdmission),
+        (status = 400, description = "`BAD_REQUEST`: malformed JSON or token", body = ErrorBody),
+        (status = 403, description = "`FORBIDDEN`: still waiting, or the token expired / is unknown (the message says which)", body = ErrorBody),
+    ),
+    security((), ("bearerAuth" = [])))]
+pub async fn enter(
+    State(state): State<SharedState>,
+    caller: Option<Extension<Caller>>,
+    input::Json(body): input::Json<QueueEnterRequest>,
+) -> Result<Json<QueueAdmission>, ApiError> {
     let token = waiting_token(&body.waiting_token)?;
-    let caller = caller(&parts).and_then(|sub| Identity::Verified(sub.to_owned()).digest());
+    let caller = caller.and_then(|c| Identity::Verified(c.user_id().to_owned()).digest());
     let s = settings_for(&state, &token);
     let (entry, stats) = state
         .store
@@ -181,12 +281,11 @@ pub async fn enter(State(state): State<SharedState>, req: Request) -> Result<Res
                     .with_label_values(&[label])
                     .inc();
             }
-            Ok(Json(json!({
-                "admission": "granted",
-                "reservation_token": rtok.as_str(),
-                "ttl_sec": s.reservation_ttl_ms.div_ceil(1000),
+            Ok(Json(QueueAdmission {
+                admission: "granted",
+                reservation_token: rtok.as_str().to_owned(),
+                ttl_sec: s.reservation_ttl_ms.div_ceil(1000),
             }))
-            .into_response())
         }
         Entry::Waiting(_) => Err(ApiError::Forbidden(
             "admission not granted yet: still waiting in the queue",
@@ -203,12 +302,20 @@ pub async fn enter(State(state): State<SharedState>, req: Request) -> Result<Res
     }
 }
 
-/// `DELETE /api/v1/queue/leave?token=` → 200 `{"status":"left"}` (also for unknown tokens).
+/// Leave the queue; the place is freed at once (an entered session ends)
+///
+/// Not counted in the per-client bucket: limited per waiting token (5 at once, 2 per
+/// second; 429 beyond).
+#[utoipa::path(delete, path = "/api/v1/queue/leave", tag = "queue", operation_id = "queue_leave",
+    params(TokenQuery),
+    responses(
+        (status = 200, description = "Left", body = QueueLeft),
+        (status = 400, description = "`BAD_REQUEST`: malformed token", body = ErrorBody),
+    ))]
 pub async fn leave(
     State(state): State<SharedState>,
-    RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
-    let q: TokenQuery = input::query(query.as_deref())?;
+    Query(q): Query<TokenQuery>,
+) -> Result<Json<QueueLeft>, ApiError> {
     let token = waiting_token(&q.token)?;
     let (left, stats) = state
         .store
@@ -221,90 +328,7 @@ pub async fn leave(
             retry_after: std::time::Duration::from_millis(retry_ms),
         });
     }
-    Ok(Json(json!({"status": "left"})).into_response())
-}
-
-/// A reservation token claimed for one create: settle it with the upstream's answer.
-pub struct AdmissionClaim {
-    event_id: String,
-    token: ReservationToken,
-    caller: String,
-}
-
-#[derive(Deserialize)]
-struct CreateFields {
-    event_id: Option<serde_json::Value>,
-    reservation_token: Option<serde_json::Value>,
-}
-
-/// With `QUEUE_REQUIRE_ADMISSION=true`, reservation create needs a reservation token for its
-/// `event_id` and caller (body `reservation_token` or header `X-Reservation-Token`), else 403.
-/// The token is marked in use here, so two concurrent creates cannot both spend it.
-pub async fn claim_admission(
-    state: &AppState,
-    parts: &Parts,
-    body: &[u8],
-) -> Result<AdmissionClaim, ApiError> {
-    let fields: CreateFields = input::json(body)?;
-    let event_id = match &fields.event_id {
-        Some(serde_json::Value::String(e)) => valid_id(e)?.to_owned(),
-        Some(_) => return Err(ApiError::BadRequest("event_id: expected a string")),
-        None => return Err(ApiError::BadRequest("event_id: missing field")),
-    };
-    let header = parts
-        .headers
-        .get(&X_RESERVATION_TOKEN)
-        .and_then(|v| v.to_str().ok());
-    let raw = header.or(match &fields.reservation_token {
-        Some(serde_json::Value::String(t)) => Some(t.as_str()),
-        _ => None,
-    });
-    const MISSING: ApiError = ApiError::Forbidden("waiting-room admission required");
-    let token = raw.and_then(ReservationToken::parse).ok_or(MISSING)?;
-    let caller = caller(parts)
-        .and_then(|sub| Identity::Verified(sub.to_owned()).digest())
-        .ok_or(MISSING)?;
-    let claim = state
-        .store
-        .reservation_claim(&event_id, &token, &caller)
-        .await
-        .map_err(|e| store_failed(state, "reservation_claim", e))?;
-    match claim {
-        Claim::Claimed => Ok(AdmissionClaim {
-            event_id,
-            token,
-            caller,
-        }),
-        Claim::Missing => Err(ApiError::Forbidden(
-            "the reservation token is unknown, expired or already used",
-        )),
-        Claim::OtherUser => Err(ApiError::Forbidden(
-            "the reservation token is for another user or event",
-        )),
-        Claim::InUse => Err(ApiError::Forbidden(
-            "the reservation token is being used by another request",
-        )),
-    }
-}
-
-impl AdmissionClaim {
-    /// Consumes the token when the upstream created the reservation (2xx); otherwise releases
-    /// it, valid again until its TTL.
-    pub async fn settle(self, state: &AppState, created: bool) {
-        if let Err(e) = state
-            .store
-            .reservation_settle(&self.event_id, &self.token, &self.caller, created)
-            .await
-        {
-            // Left marked in use: it cannot be spent twice, and it expires with its TTL.
-            state
-                .metrics
-                .store_errors
-                .with_label_values(&["reservation_settle"])
-                .inc();
-            tracing::warn!(error = %e, "could not settle a reservation token");
-        }
-    }
+    Ok(Json(QueueLeft { status: "left" }))
 }
 
 /// The settings for a call on `event_id`, with this replica's health verdict when it is due.
@@ -329,22 +353,10 @@ pub fn plain_settings(state: &AppState) -> QueueSettings {
     QueueSettings::from(&state.config.queue)
 }
 
-fn caller(parts: &Parts) -> Option<&str> {
-    parts.extensions.get::<Caller>().map(Caller::user_id)
-}
-
 fn waiting_token(raw: &str) -> Result<WaitingToken, ApiError> {
     WaitingToken::parse(raw).ok_or(ApiError::BadRequest(
         "malformed waiting token: expected 43 characters of A-Z a-z 0-9 _ -",
     ))
-}
-
-async fn parse_json<T: serde::de::DeserializeOwned>(
-    state: &AppState,
-    body: axum::body::Body,
-) -> Result<T, ApiError> {
-    let bytes = read_body(body, state.config.max_body_size).await?;
-    input::json(&bytes)
 }
 
 /// At most every few seconds (in the background, off the request's path): re-reads the defined

@@ -15,7 +15,7 @@
 //! [`Traces::shutdown`] flushes what is queued, within [`SHUTDOWN_FLUSH_LIMIT`].
 //!
 //! Not here: which spans exist. The server span is opened in `middleware::context`, the client
-//! span per upstream call in `routes::proxy_parts`, the store spans in `store::redis`.
+//! span per upstream call in `routes::forward_with_body`, the store spans in `store::redis`.
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};

@@ -171,6 +171,33 @@ async fn bad_ids_never_reach_an_upstream() {
     assert_eq!(app.reservation.count(), 0);
 }
 
+/// A path segment that does not percent-decode to UTF-8 is refused by the path extractor, before
+/// any id rule runs: it must still be the JSON error of SPEC §4, not axum's plain-text 400.
+#[tokio::test]
+async fn a_path_segment_that_does_not_decode_is_a_json_400() {
+    let app = spawn_app_on(Backend::Memory).await;
+    let admin = app.bearer_with("ops", json!({"scope": "gateway:admin"}));
+    for (path, bearer) in [
+        ("/api/v1/reservations/%FF", app.bearer("user-1")),
+        ("/api/v1/payment/intent/%C3%28", app.bearer("user-1")),
+        ("/admin/v1/events/%FF", admin),
+    ] {
+        let res = app
+            .get(path)
+            .header("authorization", bearer)
+            .send()
+            .await
+            .unwrap();
+        let body = assert_error(res, 400, "BAD_REQUEST").await;
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("id"),
+            "{path}: {body}"
+        );
+    }
+    assert_eq!(app.reservation.count(), 0);
+    assert_eq!(app.payment.count(), 0);
+}
+
 #[tokio::test]
 async fn unknown_route_and_wrong_method_are_json() {
     let app = spawn_app_on(Backend::Memory).await;
