@@ -63,8 +63,10 @@ measure() {
   local name=$1 pid=$2 url=$3; shift 3
   local c0 r0 c1 r1
   c0=$(cpu_ticks "$pid"); r0=$(cpu_ticks "$REDIS_PID")
+  : > "$WORK/wrk.txt"
   BENCH_SALT=$RANDOM$RANDOM on_load wrk -t1 -d"${DURATION}s" --latency "$@" "$url" > "$WORK/wrk.txt" 2>&1 || true
   c1=$(cpu_ticks "$pid"); r1=$(cpu_ticks "$REDIS_PID")
+  cp "$WORK/wrk.txt" "$OUT/$name.last.txt"
   python3 - "$name" "$((c1 - c0))" "$((r1 - r0))" "$TICKS_PER_SEC" "$WORK/wrk.txt" >> "$OUT/runs.txt" <<'PY'
 import re, sys
 name, cpu, redis, hz, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
@@ -74,7 +76,7 @@ def ms(s):
     return float(v) * {"us": 0.001, "ms": 1, "s": 1000}[u]
 total = int(re.search(r"(\d+) requests in", t).group(1))
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-p50 = ms(re.search(r"50%\s+(\S+)", t).group(1)); p99 = ms(re.search(r"99%\s+(\S+)", t).group(1))
+p50 = ms(re.search(r"^\s+50%\s+(\S+)", t, re.M).group(1)); p99 = ms(re.search(r"^\s+99%\s+(\S+)", t, re.M).group(1))
 bad = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
 us = lambda ticks: ticks / hz * 1e6 / max(total, 1)
 print(name, f"{rps:.0f}", f"{p50:.3f}", f"{p99:.3f}", f"{us(cpu):.1f}", f"{us(redis):.1f}", bad.group(1) if bad else 0)
