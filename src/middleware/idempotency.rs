@@ -75,7 +75,7 @@ pub fn is_stored(status: StatusCode, gateway_rejection: bool) -> bool {
     !gateway_rejection && status.as_u16() < 500 && !matches!(status.as_u16(), 408 | 425 | 429)
 }
 
-/// Every `outcome` label value `Policy::count` is given.
+/// Every `outcome` label value `RecordPolicy::count` is given.
 const OUTCOMES: &[&[&str]] = &[
     &["new"],
     &["replayed"],
@@ -89,10 +89,12 @@ const OUTCOMES: &[&[&str]] = &[
 
 #[derive(Clone)]
 pub struct IdempotencyLayer {
-    policy: Arc<Policy>,
+    policy: Arc<RecordPolicy>,
 }
 
-struct Policy {
+/// How write records are kept: the store, their lifetimes and size bound, the replicas to wait
+/// for, and the outcome counters (named apart from the balancer's `EjectionPolicy`).
+struct RecordPolicy {
     store: Store,
     /// `idempotency_outcomes_total` per outcome, resolved once.
     outcomes: CounterHandles,
@@ -109,7 +111,7 @@ impl IdempotencyLayer {
     pub fn new(store: Store, metrics: Arc<Metrics>, c: &Config) -> Self {
         let slowest = c.reservation.timeout.max(c.payment.timeout);
         IdempotencyLayer {
-            policy: Arc::new(Policy {
+            policy: Arc::new(RecordPolicy {
                 store,
                 outcomes: CounterHandles::new(&metrics.idempotency_outcomes, OUTCOMES),
                 ttl: c.idempotency_ttl,
@@ -135,7 +137,7 @@ impl<S> Layer<S> for IdempotencyLayer {
 #[derive(Clone)]
 pub struct Idempotency<S> {
     inner: S,
-    policy: Arc<Policy>,
+    policy: Arc<RecordPolicy>,
 }
 
 impl<S> Service<Request> for Idempotency<S>
@@ -180,7 +182,7 @@ where
     }
 }
 
-impl Policy {
+impl RecordPolicy {
     /// Everything before the store: key, body, scope, fingerprint. Refusals here touch nothing.
     async fn prepare(
         &self,
@@ -473,7 +475,7 @@ mod tests {
         use tower::{ServiceBuilder, ServiceExt};
 
         let layer = IdempotencyLayer {
-            policy: Arc::new(Policy {
+            policy: Arc::new(RecordPolicy {
                 store: Store::memory(),
                 outcomes: CounterHandles::new(
                     &Metrics::new().unwrap().idempotency_outcomes,

@@ -105,24 +105,16 @@ fn forwarded_for(incoming: &HeaderMap, peer: IpAddr) -> HeaderValue {
 /// `Content-Length` goes too: hyper writes it again from the body's exact size, so a streamed
 /// body keeps it and can never disagree with it.
 pub fn strip_response_headers(headers: &mut HeaderMap) {
-    // Rare (an HTTP/1.1 upstream seldom sends `Connection`); the names it lists go first.
-    if let Some(listed) = headers.remove(header::CONNECTION) {
-        let named: Vec<HeaderName> = listed
-            .to_str()
-            .unwrap_or("")
-            .split(',')
+    // Rare (an HTTP/1.1 upstream seldom sends `Connection`); the names its lines list go first.
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("").split(','))
             .filter_map(|s| HeaderName::from_bytes(s.trim().as_bytes()).ok())
             .collect();
         for name in named {
             headers.remove(name);
-        }
-        // A second `Connection` field line (unusual) names headers too.
-        while let Some(more) = headers.remove(header::CONNECTION) {
-            for name in more.to_str().unwrap_or("").split(',') {
-                if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes()) {
-                    headers.remove(name);
-                }
-            }
         }
     }
     for name in HOP_BY_HOP {

@@ -136,13 +136,21 @@ async fn an_unknown_variable_is_a_start_up_warning_naming_the_closest_known_one(
         ("LOG_FORMAT".to_owned(), "json".to_owned()),
     ];
     let gw = GatewayProcess::start_capturing(&env, lines.clone()).await;
-    let warning = lines
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|l| l.contains("RATE_LIMT_RPS"))
-        .cloned()
-        .expect("a warning about RATE_LIMT_RPS");
+    // Log lines reach stdout within ~100 ms of being logged (the log buffer's flush interval).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let warning = loop {
+        let found = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains("RATE_LIMT_RPS"))
+            .cloned();
+        if found.is_some() || Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    .expect("a warning about RATE_LIMT_RPS");
     let v: serde_json::Value = serde_json::from_str(&warning).unwrap();
     assert_eq!(v["level"], "WARN");
     assert!(
