@@ -34,25 +34,7 @@ FR=$(free_port); FH=$(free_port); NG=$(free_port)
 taskset -c "$SERVER_CPU" "$BIN/examples/passthrough" reqwest "127.0.0.1:$FR" "http://127.0.0.1:$UP" >/dev/null & PIDS+=($!); FR_PID=$!
 taskset -c "$SERVER_CPU" "$BIN/examples/passthrough" hyper "127.0.0.1:$FH" "http://127.0.0.1:$UP" >/dev/null & PIDS+=($!); FH_PID=$!
 wait_port "$FR"; wait_port "$FH"
-cat > "$WORK/nginx.conf" <<NGINX
-worker_processes 1;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log $WORK/nginx-access.log;
-  upstream up { server 127.0.0.1:$UP; keepalive 128; }
-  server {
-    listen 127.0.0.1:$NG;
-    location /api/v1/reservations/ { proxy_pass http://up/v1/reservations/; proxy_http_version 1.1; proxy_set_header Connection ""; }
-    location = /api/v1/reservations/create { proxy_pass http://up/v1/reservations; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-NGINX
-taskset -c "$SERVER_CPU" nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log"
-wait_port "$NG"
-NG_PID=$(cat "$WORK/nginx.pid")
-NG_WORKER=$(pgrep -P "$NG_PID" | head -1)
+start_nginx "$NG"
 write_post_lua "$WORK/post.lua"
 printf 'delay = function() return 2 end\n' > "$WORK/paced.lua"
 AUTH=(-H "Authorization: Bearer $TOKEN")

@@ -70,6 +70,30 @@ start_gateway() {
   echo "gateway on $port never became ready" >&2; cat "$OUT/gateway-$port.err" >&2; exit 1
 }
 
+# nginx as a plain proxy_pass with upstream keep-alive on port $1 (worker on $SERVER_CPU), its
+# access log on; sets NG_WORKER to the worker's pid.
+start_nginx() {
+  local port=$1
+  cat > "$WORK/nginx.conf" <<NGINX
+worker_processes 1;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log $WORK/nginx-access.log;
+  upstream up { server 127.0.0.1:$UP; keepalive 128; }
+  server {
+    listen 127.0.0.1:$port;
+    location /api/v1/reservations/ { proxy_pass http://up/v1/reservations/; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    location = /api/v1/reservations/create { proxy_pass http://up/v1/reservations; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+NGINX
+  taskset -c "$SERVER_CPU" nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log"
+  wait_port "$port"
+  NG_WORKER=$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)
+}
+
 # The idempotent POST of scenario 3: a fresh Idempotency-Key per request.
 write_post_lua() {
   cat > "$1" <<'LUA'

@@ -43,67 +43,16 @@ echo "building $PROFILE binaries…" >&2
 if [ "$PROFILE" = release ]; then cargo build --release --bins --example passthrough -q; else cargo build --bins --example passthrough -q; fi
 BIN="$ROOT/target/$PROFILE"
 
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
-on_server() { taskset -c "$SERVER_CPU" "$@"; }
 on_load() { taskset -c "$LOAD_CPU" "$@"; }
 
-UP=$(free_port); RP=$(free_port); JP=$(free_port); GA=$(free_port); GB=$(free_port); NG=$(free_port)
-FR=$(free_port); FH=$(free_port)
-
-# --- upstream, redis, JWKS -----------------------------------------------------------------------
-# Started directly (not through a shell function) so that $! is the server itself and cleanup kills it.
-taskset -c "$SERVER_CPU" "$BIN/mock-upstream" --role fixed --port "$UP" >/dev/null & PIDS+=($!)
-taskset -c "$SERVER_CPU" redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" >/dev/null & PIDS+=($!)
-wait_port "$UP"; wait_port "$RP"
-
-openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/key.pem" 2>/dev/null
-mkdir -p "$WORK/jwks"
-MOD=$(openssl rsa -in "$WORK/key.pem" -noout -modulus 2>/dev/null | cut -d= -f2)
-python3 - "$MOD" > "$WORK/jwks/jwks.json" <<'PY'
-import base64, json, sys
-n = base64.urlsafe_b64encode(bytes.fromhex(sys.argv[1])).rstrip(b"=").decode()
-print(json.dumps({"keys": [{"kty": "RSA", "kid": "bench", "alg": "RS256", "use": "sig", "n": n, "e": "AQAB"}]}))
-PY
-(cd "$WORK/jwks" && exec python3 -m http.server "$JP" --bind 127.0.0.1 >/dev/null 2>&1) & PIDS+=($!)
-wait_port "$JP"
-b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
-NOW=$(date +%s)
-HEADER=$(printf '{"alg":"RS256","typ":"JWT","kid":"bench"}' | b64url)
-CLAIMS=$(printf '{"sub":"bench-user","iss":"bench-issuer","aud":"gateway","iat":%d,"exp":%d}' "$NOW" $((NOW + 7200)) | b64url)
-SIG=$(printf '%s.%s' "$HEADER" "$CLAIMS" | openssl dgst -sha256 -sign "$WORK/key.pem" -binary | b64url)
-TOKEN="$HEADER.$CLAIMS.$SIG"
-
-# --- the gateway, twice --------------------------------------------------------------------------
-start_gateway() { # port, extra env...
-  local port=$1; shift
-  env -i PATH="$PATH" PORT="$port" REDIS_ADDR="127.0.0.1:$RP" \
-    UPSTREAM_RESERVATION_BASE="http://127.0.0.1:$UP" UPSTREAM_PAYMENT_BASE="http://127.0.0.1:$UP" \
-    UPSTREAM_RESERVATION_MAX_CONCURRENCY=4096 \
-    JWT_ISSUER=bench-issuer JWT_AUDIENCE=gateway JWT_JWKS_URL="http://127.0.0.1:$JP/jwks.json" \
-    TRACE_SAMPLING=0.1 OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9" LOG_LEVEL=info \
-    RATE_LIMIT_RPS=10000000 RATE_LIMIT_BURST=10000000 QUEUE_ADMISSION_RPS=100 \
-    QUEUE_HEARTBEAT_TTL_SECONDS=3600 MAX_IN_FLIGHT=100000 "$@" \
-    taskset -c "$SERVER_CPU" "$BIN/gateway" >/dev/null 2>"$OUT/gateway-$port.err" &
-  PIDS+=($!)
-  wait_port "$port"
-  for _ in $(seq 1 100); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" = 200 ] && return 0
-    sleep 0.1
-  done
-  echo "gateway on $port never became ready" >&2; cat "$OUT/gateway-$port.err" >&2; exit 1
-}
-start_gateway "$GA"; GA_PID=${PIDS[-1]}
-start_gateway "$GB" RATE_LIMIT_ENABLED=false
+# --- upstream, redis, JWKS, the gateway twice ------------------------------------------------------
+start_backends "$BIN"
+GA=$(free_port); GB=$(free_port); NG=$(free_port); FR=$(free_port); FH=$(free_port)
+start_gateway "$BIN/gateway" "$GA"; GA_PID=$GATEWAY_PID
+start_gateway "$BIN/gateway" "$GB" RATE_LIMIT_ENABLED=false
 
 # --- the floor: axum + one pooled client, no policy (examples/passthrough.rs) --------------------
 taskset -c "$SERVER_CPU" "$BIN/examples/passthrough" reqwest "127.0.0.1:$FR" "http://127.0.0.1:$UP" >/dev/null & PIDS+=($!)
@@ -111,52 +60,14 @@ taskset -c "$SERVER_CPU" "$BIN/examples/passthrough" hyper "127.0.0.1:$FH" "http
 wait_port "$FR"; wait_port "$FH"
 
 # --- nginx ---------------------------------------------------------------------------------------
-cat > "$WORK/nginx.conf" <<NGINX
-worker_processes 1;
-worker_cpu_affinity auto;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log $WORK/nginx-access.log;
-  upstream up { server 127.0.0.1:$UP; keepalive 128; }
-  server {
-    listen 127.0.0.1:$NG;
-    location /api/v1/reservations/ {
-      proxy_pass http://up/v1/reservations/;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-    location = /api/v1/reservations/create {
-      proxy_pass http://up/v1/reservations;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-NGINX
-on_server nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log"
-wait_port "$NG"
+start_nginx "$NG"
 
 # --- load ----------------------------------------------------------------------------------------
-cat > "$WORK/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"event_id":"bench","seats":1}'
-wrk.headers["Content-Type"] = "application/json"
-local n = 0
-math.randomseed(os.time())
-local salt = math.random(0, 0xfffff)
-request = function()
-  n = n + 1
-  local key = string.format("%08x-%04x-4%03x-a%03x-%012x", n, math.random(0, 0xffff), salt % 0x1000, math.random(0, 0xfff), math.random(0, 0xffffffff))
-  wrk.headers["Idempotency-Key"] = key
-  return wrk.format()
-end
-LUA
+write_post_lua "$WORK/post.lua"
 
 run_wrk() { # name, url, extra args...
   local name=$1 url=$2; shift 2
-  on_load wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >> "$OUT/$name.txt" 2>&1 || true
+  BENCH_SALT=$RANDOM$RANDOM on_load wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >> "$OUT/$name.txt" 2>&1 || true
   echo "----" >> "$OUT/$name.txt"
 }
 AUTH=(-H "Authorization: Bearer $TOKEN")
