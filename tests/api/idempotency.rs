@@ -636,11 +636,16 @@ async fn redis_wait_replicas_forwards_only_what_replicas_hold() {
     let replica = tokio::task::spawn_blocking(move || RedisServer::start_replica_of(master))
         .await
         .unwrap();
-    // Wait for the replica to be in sync.
+    // Wait for the replica to be in sync, as both ends see it: the master counts a replica for
+    // `WAIT` only once it calls it `online` (a replica's link is up a moment earlier).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let master_server = app.redis.as_ref().unwrap();
     while !replica
         .cli(&["INFO", "replication"])
         .contains("master_link_status:up")
+        || !master_server
+            .cli(&["INFO", "replication"])
+            .contains("state=online")
     {
         assert!(std::time::Instant::now() < deadline, "replica never synced");
         tokio::time::sleep(Duration::from_millis(100)).await;
