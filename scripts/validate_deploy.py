@@ -3,7 +3,7 @@
 which first checks the syntax with the real tools (docker-compose config, openapi-spec-validator,
 kubernetes-validate); this script checks what those cannot know:
 
-- every environment name in docker-compose.yml and deploy/k8s/ is one src/config.rs reads (or,
+- every environment name in docker-compose.yml and deploy/k8s/ is one src/config/raw.rs reads (or,
   for the mocks, one src/bin/mock-upstream.rs reads);
 - every service built from our image runs one of the image's binaries (the Cargo [[bin]] targets
   the Dockerfile copies), with ports that agree across command, PORT and the published port;
@@ -42,12 +42,12 @@ def check(ok, what):
 
 
 def config_env_names():
-    """The upper-cased fields of `struct RawConfig` in src/config.rs: every variable it reads."""
-    text = (ROOT / "src/config.rs").read_text()
+    """The upper-cased fields of `struct RawConfig` in src/config/raw.rs: every variable it reads."""
+    text = (ROOT / "src/config/raw.rs").read_text()
     m = re.search(r"struct RawConfig \{(.*?)\n\}", text, re.S)
     if not m:
-        sys.exit("validate: struct RawConfig not found in src/config.rs")
-    names = {f.upper() for f in re.findall(r"^\s*([a-z0-9_]+)\s*:", m.group(1), re.M)}
+        sys.exit("validate: struct RawConfig not found in src/config/raw.rs")
+    names = {f.upper() for f in re.findall(r"^\s*(?:pub(?:\([a-z]+\))?\s+)?([a-z0-9_]+)\s*:", m.group(1), re.M)}
     if "PORT" not in names or "REDIS_ADDR" not in names:
         sys.exit(f"validate: RawConfig parse looks wrong: {sorted(names)}")
     return names
