@@ -5,6 +5,7 @@
 //! `X-Request-ID`, `traceparent`/`tracestate`, `X-Forwarded-For` and `X-Forwarded-Proto`. A
 //! client can therefore never smuggle an identity or an internal header through. Back towards
 //! the client every end-to-end header of the upstream passes, hop-by-hop ones never do.
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -96,7 +97,8 @@ fn forwarded_for(incoming: &HeaderMap, peer: IpAddr) -> HeaderValue {
     if !list.is_empty() {
         list.push_str(", ");
     }
-    list.push_str(&peer.to_string());
+    // Written into the list itself: no String of its own per request.
+    let _ = write!(list, "{peer}");
     HeaderValue::from_str(&list).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
