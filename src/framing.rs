@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Longest head the guard buffers; hyper refuses anything longer (431) before it matters.
 const MAX_HEAD: usize = 64 * 1024;
 
-/// In a request's extensions: refuse it with 400 and close the connection (`context` does).
+/// In a request's extensions: refuse it with 400 and close the connection (`middleware::refusals` does).
 #[derive(Debug, Clone, Copy)]
 pub struct Refused;
 

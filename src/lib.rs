@@ -2,9 +2,11 @@
 //!
 //! Map of the crate (the life of a request is told in `router.rs`). Imports point down: a module
 //! uses only those below it in this order (checked by `scripts/import_cycles.py`): `headers`,
-//! `framing`, `config`, `error`, `body`, `telemetry`, `store`, `jwt`, `queue`, `upstream` →
+//! `framing`, `client_addr`, `config`, `error`, `body`, `telemetry`, `store`, `jwt`, `queue`,
+//! `limiter`, `upstream` →
 //! `middleware` → `state` → `openapi` → `routes` → `router` → `app` → `demo`/`main`.
 //! - `headers`: every header name of SPEC §3/§5/§6/§7, once.
+//! - `client_addr`: who the client is (peer or trusted hop, SPEC §7), its rate-limit identity.
 //! - `framing`: request-framing refusals the socket's bytes show (SPEC §4).
 //! - `body`: request bodies within their size and time limits (SPEC §4).
 //! - `app`: binds the listener, serves, shuts down gracefully.
@@ -16,7 +18,10 @@
 //! - `jwt`: bearer-token checks and the JWKS cache (the auth layer is in `middleware`).
 //! - `router`: every route and layer, in request order; the OpenAPI document read from the same
 //!   route groups (`router::document`).
-//! - `middleware`: request context, client address, and the policy layers.
+//! - `limiter`: the per-client rate limiter, with its local fallback while the store is down.
+//! - `middleware`: one concern a layer: metrics, client address, request id, server span, access
+//!   line, security headers, refusals; then the policy layers (overload, rate limit, auth, scope,
+//!   idempotency).
 //! - `routes`: thin handlers, each with its `#[utoipa::path]` and typed answer; `routes::input`,
 //!   the extractors that turn ids, JSON bodies and query strings into values or JSON 400s.
 //! - `upstream`: pooled clients for the reservation and payment APIs, header rules.
@@ -31,12 +36,14 @@ pub mod app;
 pub mod body;
 pub mod build_info;
 pub mod cli;
+pub mod client_addr;
 pub mod config;
 pub mod demo;
 pub mod error;
 pub mod framing;
 pub mod headers;
 pub mod jwt;
+pub mod limiter;
 pub mod middleware;
 pub mod mock_upstream;
 pub mod openapi;

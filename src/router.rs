@@ -2,9 +2,10 @@
 //!
 //! The life of a request:
 //! 1. The listener (`app.rs`) enforces head size, header count and the slow-header timeout.
-//! 2. `context` gives it a request id and a trace id, resolves the client address, and on the way
-//!    out stamps `X-Request-ID`, `X-Trace-Id` and the security headers. A panic below it becomes a
-//!    JSON 500. CORS preflights are answered here, before any policy.
+//! 2. The outer layers, one concern each: the HTTP metrics, the client address, the request id,
+//!    the server span and trace id, the access line, the security headers, and the refusals of
+//!    SPEC §4 (URI too long, ambiguous framing). A panic below them becomes a JSON 500. CORS
+//!    preflights are answered here, before any policy.
 //! 3. Routing: unknown path → 404, wrong method → 405 (both JSON). Health, readiness, version and
 //!    metrics (and the OpenAPI document) are answered without any policy.
 //! 4. `/api` route layers, cheapest refusal first: overload shedding and the per-client rate limit
@@ -36,12 +37,19 @@ use utoipa_axum::routes;
 use crate::config::{Config, CorsOrigins};
 
 use crate::error::ApiError;
+use crate::middleware::access_log::WriteAccessLog;
+use crate::middleware::around::AroundLayer;
 use crate::middleware::auth::AuthLayer;
-use crate::middleware::context;
+use crate::middleware::common_headers::CommonHeaders;
 use crate::middleware::idempotency::IdempotencyLayer;
 use crate::middleware::overload::OverloadLayer;
 use crate::middleware::ratelimit::RateLimitLayer;
+use crate::middleware::real_ip::RealIp;
+use crate::middleware::refusals::Refusals;
+use crate::middleware::request_id::SetRequestId;
 use crate::middleware::scope;
+use crate::middleware::server_span::ServerSpanLayer;
+use crate::middleware::update_metrics::UpdateMetrics;
 use crate::openapi::{self, ApiDoc, docs};
 use crate::routes::{SharedState, admin, demo, health, payments, queue, reservations};
 use crate::state::AppState;
@@ -54,8 +62,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
             ServiceBuilder::new()
-                // Request id, trace id, client address, security headers: every response has them.
-                .layer(from_fn_with_state(context_settings(&state), context::layer))
+                // Counted first and last: in flight, then by method, route and status.
+                .layer(AroundLayer::new(UpdateMetrics::new(state.metrics.clone())))
+                // Who the client is (SPEC §7): the peer, or a trusted proxy's hop.
+                .layer(AroundLayer::new(RealIp::new(&state.config.trusted_proxies)))
+                // `X-Request-ID`, the client's when well formed.
+                .layer(AroundLayer::new(SetRequestId))
+                // The server span (sampled) and the trace id every response and error carries.
+                .layer(ServerSpanLayer::new(state.config.telemetry.trace_sampling))
+                // One access line per request, with what the layers further in reported.
+                .layer(AroundLayer::new(WriteAccessLog))
+                // The security headers of SPEC §3.
+                .layer(AroundLayer::new(CommonHeaders))
+                // URI too long, ambiguous framing: answered before routing (SPEC §4).
+                .layer(AroundLayer::new(Refusals))
+                // The layers below answer with bodies of their own types; one `Body` from here.
+                .map_response(IntoResponse::into_response)
                 // A bug becomes a JSON 500, never a dropped connection.
                 .layer(CatchPanicLayer::custom(panic_response))
                 // Preflights are answered before any policy runs.
@@ -114,11 +136,9 @@ fn client_routes(state: Option<&AppState>) -> OpenApiRouter<SharedState> {
                 .layer(shedding(state))
                 // One store round trip; 429 and the RateLimit headers.
                 .option_layer(
-                    state
-                        .config
-                        .rate_limit
-                        .enabled
-                        .then(|| RateLimitLayer::new(state.limiter.clone())),
+                    state.config.rate_limit.enabled.then(|| {
+                        RateLimitLayer::new(state.limiter.clone(), &state.config.rate_limit)
+                    }),
                 )
         }))
 }
@@ -207,14 +227,6 @@ fn auth_optional(state: &AppState) -> AuthLayer {
 /// Exactly-once writes (SPEC §6), built from the parts the layer needs.
 fn idempotency(state: &AppState) -> IdempotencyLayer {
     IdempotencyLayer::new(state.store.clone(), state.metrics.clone(), &state.config)
-}
-
-fn context_settings(state: &AppState) -> Arc<context::Settings> {
-    Arc::new(context::Settings {
-        metrics: state.metrics.clone(),
-        trusted_proxies: state.config.trusted_proxies.clone(),
-        trace_sampling: state.config.telemetry.trace_sampling,
-    })
 }
 
 /// This document

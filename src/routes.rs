@@ -15,10 +15,11 @@ use http::Method;
 use crate::body::read_body;
 use crate::error::ApiError;
 use crate::middleware::auth::Caller;
-use crate::middleware::client_ip;
-use crate::middleware::context::RequestContext;
+use crate::middleware::real_ip::ClientAddr;
+use crate::middleware::request_id::RequestId;
 use crate::state::AppState;
 use crate::telemetry::access::AccessLog;
+use crate::telemetry::trace_context::TraceId;
 use crate::upstream::{Forward, Incoming, Upstream};
 
 pub mod admin;
@@ -39,22 +40,26 @@ pub async fn forward(
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let body = read_body(body, state.config.max_body_size).await?;
-    forward_with_body(state, upstream, method, path, &parts, body).await
+    forward_with_body(upstream, method, path, &parts, body).await
 }
 
 /// As [`forward`], for a handler that already read the body.
 pub async fn forward_with_body(
-    state: &AppState,
     upstream: &Upstream,
     method: Method,
     path: &str,
     parts: &http::request::Parts,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let ctx = parts
-        .extensions
-        .get::<RequestContext>()
-        .ok_or(ApiError::Internal)?;
+    // The outer layers always set these; a request without them is a bug, not a client's.
+    let ext = &parts.extensions;
+    let (Some(addr), Some(request_id), Some(trace_id)) = (
+        ext.get::<ClientAddr>(),
+        ext.get::<RequestId>(),
+        ext.get::<TraceId>(),
+    ) else {
+        return Err(ApiError::Internal);
+    };
     let caller = parts.extensions.get::<Caller>();
     let access = parts.extensions.get::<AccessLog>();
     if let (Some(log), Some(c)) = (access, caller) {
@@ -67,11 +72,11 @@ pub async fn forward_with_body(
         incoming: Incoming {
             headers: &parts.headers,
             query: parts.uri.query(),
-            request_id: &ctx.request_id,
-            peer: ctx.peer_ip,
-            trusted_peer: client_ip::is_trusted_peer(ctx.peer_ip, &state.config.trusted_proxies),
+            request_id: &request_id.0,
+            peer: addr.peer,
+            trusted_peer: addr.trusted_peer,
         },
-        trace_id: ctx.trace_id,
+        trace_id: *trace_id,
         user_id: caller.map(|c| c.user_id()),
         access,
     };

@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 use crate::config::Config;
 use crate::jwt::JwtVerifier;
 use crate::jwt::dev::DemoIssuer;
-use crate::middleware::{overload, ratelimit::Limiter};
+use crate::limiter::Limiter;
 use crate::queue::EventLabels;
 use crate::queue::adaptive::ReservationHealth;
 use crate::store::Store;
@@ -79,7 +79,10 @@ impl AppState {
                 store.clone(),
                 metrics.clone(),
             )),
-            in_flight: overload::permits(config.max_in_flight),
+            // Clamped to what a semaphore can hold.
+            in_flight: Arc::new(Semaphore::new(
+                config.max_in_flight.min(Semaphore::MAX_PERMITS),
+            )),
             config,
             store,
             metrics,

@@ -30,7 +30,7 @@ use crate::body::read_body;
 use crate::config::Config;
 use crate::error::{ApiError, GatewayError};
 use crate::middleware::auth::Caller;
-use crate::middleware::context::RequestContext;
+use crate::middleware::real_ip::ClientAddr;
 use crate::store::Store;
 use crate::store::idempotency::{
     self as records, Acquire, Completion, Fingerprint, Lease, RecordKey, Scope, StoredResponse,
@@ -191,14 +191,17 @@ impl RecordPolicy {
         let key = parse_key(req.headers())?;
         let (parts, body) = req.into_parts();
         let body = read_body(body, self.max_body).await?;
-        let ctx = parts
-            .extensions
-            .get::<RequestContext>()
-            .ok_or(ApiError::Internal)?;
+        // Set by the outer layers for every request.
+        let (Some(addr), Some(&trace_id)) = (
+            parts.extensions.get::<ClientAddr>(),
+            parts.extensions.get::<TraceId>(),
+        ) else {
+            return Err(ApiError::Internal);
+        };
         // No verified caller (optional-auth routes such as queue `enter`): the client address.
         let scope = match parts.extensions.get::<Caller>() {
             Some(c) => Scope::User(c.user_id()),
-            None => Scope::Anonymous(ctx.client_ip),
+            None => Scope::Anonymous(addr.client),
         };
         let record = RecordKey::new(scope, key);
         let path = parts
@@ -206,7 +209,6 @@ impl RecordPolicy {
             .path_and_query()
             .map_or_else(|| parts.uri.path(), |p| p.as_str());
         let fp = Fingerprint::new(&parts.method, path, &body);
-        let trace_id = ctx.trace_id;
         Ok((
             record,
             fp,
@@ -503,12 +505,12 @@ mod tests {
                 .header(&IDEMPOTENCY_KEY, UUID)
                 .body(Body::from("{}"))
                 .unwrap();
-            r.extensions_mut().insert(RequestContext {
-                request_id: HeaderValue::from_static("r"),
-                trace_id: TraceId([1; 16]),
-                client_ip: [127, 0, 0, 1].into(),
-                peer_ip: [127, 0, 0, 1].into(),
+            r.extensions_mut().insert(ClientAddr {
+                client: [127, 0, 0, 1].into(),
+                peer: [127, 0, 0, 1].into(),
+                trusted_peer: false,
             });
+            r.extensions_mut().insert(TraceId([1; 16]));
             r
         };
         let res = svc.clone().oneshot(req()).await.unwrap();

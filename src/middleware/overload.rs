@@ -83,11 +83,6 @@ where
     }
 }
 
-/// The shared permits for `MAX_IN_FLIGHT` (clamped to what a semaphore can hold).
-pub fn permits(max_in_flight: usize) -> Arc<Semaphore> {
-    Arc::new(Semaphore::new(max_in_flight.min(Semaphore::MAX_PERMITS)))
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -99,7 +94,7 @@ mod tests {
     #[tokio::test]
     async fn the_request_over_the_limit_is_shed_at_once() {
         let metrics = Arc::new(Metrics::new().unwrap());
-        let permits = permits(2);
+        let permits = Arc::new(Semaphore::new(2));
         let layer = OverloadLayer::new(permits.clone(), metrics.clone());
         let slow = ServiceBuilder::new()
             .layer(layer.clone())

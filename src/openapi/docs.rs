@@ -17,7 +17,7 @@ use utoipa_swagger_ui::Config;
 
 use crate::error::ApiError;
 
-/// The page's policy; every other response keeps the strict one of SPEC §3 (`middleware::context`
+/// The page's policy; every other response keeps the strict one of SPEC §3 (`middleware::common_headers`
 /// leaves a policy a handler set).
 pub const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
 img-src 'self' data:; connect-src 'self'; font-src 'self'; frame-ancestors 'none'; \

@@ -51,7 +51,6 @@ pub async fn create(State(state): State<SharedState>, req: Request) -> Result<Re
     let body = read_body(body, state.config.max_body_size).await?;
     let claim = queue::admission::claim_admission(&state, &parts, &body).await?;
     let res = forward_with_body(
-        &state,
         &state.reservation,
         Method::POST,
         "/v1/reservations",

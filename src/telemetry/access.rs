@@ -1,8 +1,8 @@
-//! The access log: one JSON line per request (issue #7), written by `middleware::context` when
+//! The access log: one JSON line per request (issue #7), written by `middleware::access_log` when
 //! the response head leaves.
 //!
-//! Layers further in report what they decided through [`AccessLog`], which the context layer
-//! puts in the request extensions before anything else runs. Reporting is one atomic store, no
+//! Layers further in report what they decided through [`AccessLog`], which `middleware::access_log`
+//! puts in the request extensions before any policy runs. Reporting is one atomic store, no
 //! lock, no allocation; the first report of each field wins. For example, in a policy layer:
 //!
 //! ```ignore
@@ -93,7 +93,7 @@ impl AccessLog {
     }
 }
 
-/// The request's own facts, known to the context layer.
+/// The request's own facts, known to `middleware::access_log`.
 pub struct Line<'a> {
     pub method: &'a str,
     pub route: &'a str,

@@ -353,7 +353,7 @@ impl Metrics {
     /// Counts a served request and observes its duration (`http_server_requests_total`,
     /// `http_server_request_duration_seconds`). The handles of each (method, route, status) are
     /// resolved once per worker thread and kept, so a request does no label hashing, lock or
-    /// `Arc` clone in prometheus. `method` is one of `method_label`'s `&'static str`s; `route` a
+    /// `Arc` clone in prometheus. `method` is one of `http_labels::method_label`'s `&'static str`s; `route` a
     /// template (bounded) or `unmatched`.
     pub fn observe_http(&self, method: &'static str, route: &str, status: u16, seconds: f64) {
         let key = HttpKey {

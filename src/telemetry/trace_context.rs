@@ -1,7 +1,7 @@
 //! The trace context of a request (SPEC §3, §4, §10): its W3C trace id, `traceparent` parsing,
 //! and the task-local through which an error body anywhere below the request context learns the
 //! id it must carry. One place for the idea; the server span itself is opened by
-//! `middleware::context`, the client span's headers are written by `upstream::forward`.
+//! `middleware::server_span`, the client span's headers are written by `upstream::forward`.
 use http::HeaderValue;
 
 /// A W3C trace id (16 bytes, never all zero).
@@ -82,7 +82,20 @@ pub fn parse_traceparent(value: &HeaderValue) -> Option<TraceId> {
 /// Runs `fut` with `trace_id` as the current trace id (for code that builds error responses
 /// outside the router, such as the listener's own refusals and tests).
 pub async fn with_trace_id<F: std::future::Future>(trace_id: TraceId, fut: F) -> F::Output {
-    CURRENT_TRACE_ID.scope(trace_id, fut).await
+    scope(trace_id, fut).await
+}
+
+/// Runs `f` (a layer's synchronous `call`) with `trace_id` as the current trace id.
+pub fn sync_scope<R>(trace_id: TraceId, f: impl FnOnce() -> R) -> R {
+    CURRENT_TRACE_ID.sync_scope(trace_id, f)
+}
+
+/// As [`with_trace_id`], as a future of a type a layer can name (no box).
+pub fn scope<F: std::future::Future>(
+    trace_id: TraceId,
+    fut: F,
+) -> tokio::task::futures::TaskLocalFuture<TraceId, F> {
+    CURRENT_TRACE_ID.scope(trace_id, fut)
 }
 
 /// What the forwarder sends upstream: the W3C headers of the gateway's client span.

@@ -14,7 +14,7 @@
 //!
 //! [`Traces::shutdown`] flushes what is queued, within [`SHUTDOWN_FLUSH_LIMIT`].
 //!
-//! Not here: which spans exist. The server span is opened in `middleware::context`, the client
+//! Not here: which spans exist. The server span is opened in `middleware::server_span`, the client
 //! span per upstream call in `routes::forward_with_body`, the store spans in `store::redis`.
 use std::time::Duration;
 
