@@ -5,14 +5,16 @@
 //!
 //! axum clones a route layer for every route, so the permits are one `Arc<Semaphore>` built once
 //! in `AppState` and handed to each copy: the limit is for the whole process, not per route.
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use futures_util::future::BoxFuture;
-use tokio::sync::Semaphore;
+use pin_project_lite::pin_project;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service};
 
 use crate::body::Holding;
@@ -53,12 +55,11 @@ pub struct Overload<S> {
 
 impl<S> Service<Request> for Overload<S>
 where
-    S: Service<Request, Response = Response> + Clone + Send + 'static,
-    S::Future: Send,
+    S: Service<Request, Response = Response>,
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response, S::Error>>;
+    type Future = OverloadFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -70,16 +71,46 @@ where
             if let Some(log) = req.extensions().get::<AccessLog>() {
                 log.rate_limit("overloaded");
             }
-            return Box::pin(async { Ok(ApiError::Overloaded.into_response()) });
+            return OverloadFuture::Shed {
+                res: Some(ApiError::Overloaded.into_response()),
+            };
         };
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            let res = inner.call(req).await?;
-            // The permit is held until the response body is done (or dropped), so a slow
-            // streaming answer still counts as in flight.
-            Ok(res.map(|body| Body::new(Holding::new(body, permit))))
-        })
+        // No await before the call: the service made ready by `poll_ready` is called at once,
+        // neither cloned nor boxed.
+        OverloadFuture::Admitted {
+            future: self.inner.call(req),
+            permit: Some(permit),
+        }
+    }
+}
+
+pin_project! {
+    #[project = OverloadProj]
+    pub enum OverloadFuture<F> {
+        Shed { res: Option<Response> },
+        Admitted { #[pin] future: F, permit: Option<OwnedSemaphorePermit> },
+    }
+}
+
+impl<F, E> Future for OverloadFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            OverloadProj::Shed { res } => Poll::Ready(Ok(res.take().unwrap_or_default())),
+            OverloadProj::Admitted { future, permit } => {
+                let res = ready!(future.poll(cx))?;
+                // The permit is held until the response body is done (or dropped), so a slow
+                // streaming answer still counts as in flight.
+                Poll::Ready(Ok(match permit.take() {
+                    Some(permit) => res.map(|body| Body::new(Holding::new(body, permit))),
+                    None => res,
+                }))
+            }
+        }
     }
 }
 
