@@ -229,6 +229,16 @@ impl JwtVerifier {
         self.verify_at(token, unix_now(), true).await
     }
 
+    /// As [`JwtVerifier::verify`] when the answer needs no waiting (a cached token, or one whose
+    /// key is loaded or whose claims fail); `None` when it would wait for a JWKS refresh (an
+    /// unknown `kid`): then call `verify`. The request path's fast path, with no future.
+    pub fn verify_now(&self, token: &str) -> Option<Result<Verified, VerifyError>> {
+        match self.check(token, unix_now(), true) {
+            Checked::Done(result) => Some(result),
+            Checked::UnknownKid => None,
+        }
+    }
+
     /// As [`JwtVerifier::verify`], bypassing the verified-token cache (benchmarks measure what
     /// the cache saves with it).
     pub async fn verify_uncached(&self, token: &str) -> Result<Verified, VerifyError> {
@@ -241,43 +251,66 @@ impl JwtVerifier {
         now: u64,
         use_cache: bool,
     ) -> Result<Verified, VerifyError> {
+        match self.check(token, now, use_cache) {
+            Checked::Done(result) => result,
+            Checked::UnknownKid => {
+                // Unknown kid: maybe the IdP rotated. One single-flight refresh, rate limited,
+                // waited for briefly; the answer for this request is whatever is loaded then.
+                if let Some(mut done) = Inner::begin_fetch(&self.inner, true) {
+                    let _ = tokio::time::timeout(UNKNOWN_KID_WAIT, done.changed()).await;
+                }
+                match self.check(token, now, use_cache) {
+                    Checked::Done(result) => result,
+                    Checked::UnknownKid => Err(VerifyError::Invalid(Reason::UnknownKid)),
+                }
+            }
+        }
+    }
+
+    /// Everything but the wait for a refresh: the cache, the key, the signature, the claims.
+    fn check(&self, token: &str, now: u64, use_cache: bool) -> Checked {
         if token.len() > MAX_TOKEN_BYTES {
-            return Err(VerifyError::Invalid(Reason::TooLarge));
+            return Checked::Done(Err(VerifyError::Invalid(Reason::TooLarge)));
         }
         let inner = &self.inner;
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let mut keys = inner.keys.load_full();
+        let keys = inner.keys.load_full();
         let generation = keys.as_ref().map_or(0, |k| k.generation);
         if use_cache && let Some(hit) = inner.cache.get(&hash, now, generation) {
             inner.metrics.jwt_cache_hits.inc();
-            return Ok(hit);
+            return Checked::Done(Ok(hit));
         }
-        let parsed = parse(token).map_err(VerifyError::Invalid)?;
+        let parsed = match parse(token) {
+            Ok(p) => p,
+            Err(reason) => return Checked::Done(Err(VerifyError::Invalid(reason))),
+        };
         if !inner.skip_verify {
-            let mut key = keys
-                .as_ref()
-                .ok_or(VerifyError::NoKeys)?
-                .find(parsed.kid.as_deref());
-            if key.is_none() {
-                // Unknown kid: maybe the IdP rotated. One single-flight refresh, rate limited,
-                // waited for briefly; the answer for this request is whatever is loaded then.
-                if let Some(mut done) = Inner::begin_fetch(inner, true) {
-                    let _ = tokio::time::timeout(UNKNOWN_KID_WAIT, done.changed()).await;
-                }
-                keys = inner.keys.load_full();
-                key = keys.as_ref().and_then(|k| k.find(parsed.kid.as_deref()));
+            let Some(keys) = keys.as_ref() else {
+                return Checked::Done(Err(VerifyError::NoKeys));
+            };
+            let Some(key) = keys.find(parsed.kid.as_deref()) else {
+                return Checked::UnknownKid;
+            };
+            if let Err(reason) = check_signature(&parsed, key) {
+                return Checked::Done(Err(VerifyError::Invalid(reason)));
             }
-            let key = key.ok_or(VerifyError::Invalid(Reason::UnknownKid))?;
-            check_signature(&parsed, key).map_err(VerifyError::Invalid)?;
         }
-        let verified =
-            check_claims(&parsed.claims, &inner.rules, now).map_err(VerifyError::Invalid)?;
+        let verified = match check_claims(&parsed.claims, &inner.rules, now) {
+            Ok(v) => v,
+            Err(reason) => return Checked::Done(Err(VerifyError::Invalid(reason))),
+        };
         if use_cache {
-            let generation = keys.as_ref().map_or(0, |k| k.generation);
             inner.cache.insert(hash, &verified, generation, now);
         }
-        Ok(verified)
+        Checked::Done(Ok(verified))
     }
+}
+
+/// What [`JwtVerifier::check`] could decide without waiting.
+enum Checked {
+    Done(Result<Verified, VerifyError>),
+    /// No loaded key has the token's `kid`: a refresh may bring it.
+    UnknownKid,
 }
 
 fn unix_now() -> u64 {

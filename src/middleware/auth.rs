@@ -19,13 +19,12 @@
 //! Bearer`; a bad token → 401 with `error="invalid_token"`; no JWKS loaded yet → 503
 //! `UPSTREAM_UNAVAILABLE`. The reason goes to the log (with a short hash of the token, never the
 //! token) and to `jwt_verifications_total{result}`; the client reads a generic message.
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
+use futures_util::future::{BoxFuture, Either, Ready, ready};
 use http::{HeaderMap, header};
 use tower::{Layer, Service};
 
@@ -93,6 +92,27 @@ impl AuthLayer {
 
     /// The caller for these headers: `Ok(None)` is anonymous (optional mode only).
     async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
+        let Some(token) = self.bearer(headers)? else {
+            return Ok(None);
+        };
+        let verified = self.verifier.verify(token).await;
+        self.judge(token, verified).map(Some)
+    }
+
+    /// As [`AuthLayer::authenticate`] when that needs no waiting (almost always: a cached or
+    /// loaded-key token); `None` when it must wait for a JWKS refresh.
+    fn authenticate_now(&self, headers: &HeaderMap) -> Option<Result<Option<Caller>, ApiError>> {
+        let token = match self.bearer(headers) {
+            Ok(Some(token)) => token,
+            Ok(None) => return Some(Ok(None)),
+            Err(e) => return Some(Err(e)),
+        };
+        let verified = self.verifier.verify_now(token)?;
+        Some(self.judge(token, verified).map(Some))
+    }
+
+    /// The bearer token of these headers; `Ok(None)` when there is none and that is allowed.
+    fn bearer<'h>(&self, headers: &'h HeaderMap) -> Result<Option<&'h str>, ApiError> {
         let mut values = headers.get_all(header::AUTHORIZATION).iter();
         let (value, more) = (values.next(), values.next().is_some());
         let Some(value) = value else {
@@ -116,10 +136,19 @@ impl AuthLayer {
         if token.is_empty() {
             return Err(self.refuse("empty", AuthFailure::Invalid, None));
         }
-        match self.verifier.verify(token).await {
+        Ok(Some(token))
+    }
+
+    /// The verifier's answer as a caller or a refusal, counted and logged.
+    fn judge(
+        &self,
+        token: &str,
+        verified: Result<jwt::Verified, VerifyError>,
+    ) -> Result<Caller, ApiError> {
+        match verified {
             Ok(v) => {
                 self.verified.inc();
-                Ok(Some(Caller::new(v.sub)))
+                Ok(Caller::new(v.sub))
             }
             Err(VerifyError::Invalid(reason)) => {
                 Err(self.refuse(reason.label(), AuthFailure::Invalid, Some(token)))
@@ -134,6 +163,16 @@ impl AuthLayer {
                     "authentication is not available yet, retry later",
                 ))
             }
+        }
+    }
+
+    /// Puts the verified caller where later layers and handlers read it.
+    fn admit(req: &mut Request, caller: Option<Caller>) {
+        if let Some(caller) = caller {
+            if let Some(log) = req.extensions().get::<AccessLog>() {
+                log.user(caller.shared_user_id());
+            }
+            req.extensions_mut().insert(caller);
         }
     }
 
@@ -179,30 +218,38 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+    /// Refused at once, the inner service called at once, or (waiting for a JWKS refresh) boxed.
+    type Future = Either<
+        Either<Ready<Result<Response, S::Error>>, S::Future>,
+        BoxFuture<'static, Result<Response, S::Error>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
-        // Take the service that was driven to readiness; leave a clone in its place.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
-        Box::pin(async move {
-            match layer.authenticate(req.headers()).await {
-                Ok(Some(caller)) => {
-                    if let Some(log) = req.extensions().get::<AccessLog>() {
-                        log.user(caller.shared_user_id());
-                    }
-                    req.extensions_mut().insert(caller);
-                }
-                Ok(None) => {}
-                Err(e) => return Ok(e.into_response()),
+        match self.layer.authenticate_now(req.headers()) {
+            Some(Ok(caller)) => {
+                AuthLayer::admit(&mut req, caller);
+                // The service made ready by `poll_ready`, called at once: no clone, no box.
+                Either::Left(Either::Right(self.inner.call(req)))
             }
-            inner.call(req).await
-        })
+            Some(Err(e)) => Either::Left(Either::Left(ready(Ok(e.into_response())))),
+            None => {
+                // Take the service that was driven to readiness; leave a clone in its place.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let layer = self.layer.clone();
+                Either::Right(Box::pin(async move {
+                    match layer.authenticate(req.headers()).await {
+                        Ok(caller) => AuthLayer::admit(&mut req, caller),
+                        Err(e) => return Ok(e.into_response()),
+                    }
+                    inner.call(req).await
+                }))
+            }
+        }
     }
 }
 
