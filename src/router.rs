@@ -101,7 +101,10 @@ fn route_groups(state: Option<&AppState>) -> OpenApiRouter<SharedState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(operations_routes())
         .merge(docs_routes())
-        .merge(client_routes(state))
+        .merge(read_routes(state))
+        .merge(write_routes(state))
+        .merge(queue_join_routes(state))
+        .merge(queue_enter_routes(state))
         .merge(queue_poll_routes(state))
         .merge(admin_routes(state))
 }
@@ -125,35 +128,28 @@ fn docs_routes() -> OpenApiRouter<SharedState> {
         .route("/docs/{*rest}", get(docs::asset))
 }
 
-/// Every `/api` route a client calls, but the queue polls: overload shedding, then the
-/// per-client rate limit (issue #4), before auth so a flood cannot burn CPU on signatures.
-fn client_routes(state: Option<&AppState>) -> OpenApiRouter<SharedState> {
-    protected_routes(state)
-        .merge(queue_routes(state))
-        .route_layer(layer(state, |state| {
-            ServiceBuilder::new()
-                // Cheapest refusal first: one shared semaphore, no store call.
-                .layer(shedding(state))
-                // One store round trip; 429 and the RateLimit headers.
-                .option_layer(
-                    state.config.rate_limit.enabled.then(|| {
-                        RateLimitLayer::new(state.limiter.clone(), &state.config.rate_limit)
-                    }),
-                )
-        }))
-}
+// The `/api` groups below each put their whole policy chain in one `route_layer`, cheapest
+// refusal first: overload shedding (one shared semaphore, no store call), the per-client rate
+// limit (one store round trip; before auth, so a flood cannot burn CPU on signatures), auth,
+// idempotency. One layer stack per group rather than a layer per nesting level: axum wraps
+// every `route_layer` in a boxed `Route` that is cloned on every call, with all it holds.
 
-/// Reservations and payments need a verified bearer token (SPEC §2): sets `Caller` for the
-/// layers and handlers below.
-fn protected_routes(state: Option<&AppState>) -> OpenApiRouter<SharedState> {
+/// Reading a reservation or a payment intent: a verified bearer token (SPEC §2), whose `Caller`
+/// the handler sends upstream.
+fn read_routes(state: Option<&AppState>) -> OpenApiRouter<SharedState> {
     OpenApiRouter::new()
         .routes(routes!(reservations::get))
         .routes(routes!(payments::get_intent))
-        .merge(write_routes(state))
-        .route_layer(layer(state, auth_required))
+        .route_layer(layer(state, |s| {
+            ServiceBuilder::new()
+                .layer(shedding(s))
+                .option_layer(rate_limit(s))
+                .layer(auth_required(s))
+        }))
 }
 
-/// Writes: each one needs an Idempotency-Key (SPEC §6).
+/// Writes: as reads, and each one needs an Idempotency-Key (SPEC §6): replay, 409 or run;
+/// inside auth so a record belongs to the caller.
 fn write_routes(state: Option<&AppState>) -> OpenApiRouter<SharedState> {
     OpenApiRouter::new()
         .routes(routes!(reservations::create))
@@ -161,21 +157,40 @@ fn write_routes(state: Option<&AppState>) -> OpenApiRouter<SharedState> {
         .routes(routes!(reservations::cancel))
         .routes(routes!(reservations::confirm))
         .routes(routes!(payments::create_intent))
-        // Exactly-once: replay, 409 or run; inside auth so a record belongs to the caller.
-        .route_layer(layer(state, idempotency))
+        .route_layer(layer(state, |s| {
+            ServiceBuilder::new()
+                .layer(shedding(s))
+                .option_layer(rate_limit(s))
+                .layer(auth_required(s))
+                .layer(idempotency(s))
+        }))
 }
 
-/// The waiting room's join and enter (SPEC §5) know the verified caller when a bearer is sent
-/// (optional auth: none → anonymous, invalid → 401).
-fn queue_routes(state: Option<&AppState>) -> OpenApiRouter<SharedState> {
-    let enter = OpenApiRouter::new()
-        .routes(routes!(queue::enter))
-        // A write: a retry with the same key replays the grant instead of spending a new place.
-        .route_layer(layer(state, idempotency));
+/// The waiting room's join (SPEC §5) knows the verified caller when a bearer is sent (optional
+/// auth: none → anonymous, invalid → 401).
+fn queue_join_routes(state: Option<&AppState>) -> OpenApiRouter<SharedState> {
     OpenApiRouter::new()
         .routes(routes!(queue::join))
-        .merge(enter)
-        .route_layer(layer(state, auth_optional))
+        .route_layer(layer(state, |s| {
+            ServiceBuilder::new()
+                .layer(shedding(s))
+                .option_layer(rate_limit(s))
+                .layer(auth_optional(s))
+        }))
+}
+
+/// Enter is a write: a retry with the same key replays the grant instead of spending a new
+/// place.
+fn queue_enter_routes(state: Option<&AppState>) -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new()
+        .routes(routes!(queue::enter))
+        .route_layer(layer(state, |s| {
+            ServiceBuilder::new()
+                .layer(shedding(s))
+                .option_layer(rate_limit(s))
+                .layer(auth_optional(s))
+                .layer(idempotency(s))
+        }))
 }
 
 /// Status and leave are limited per waiting token in the store (SPEC §5), not per client:
@@ -197,18 +212,27 @@ fn admin_routes(state: Option<&AppState>) -> OpenApiRouter<SharedState> {
             admin::put_event,
             admin::delete_event
         ))
-        // 403 without the scope; runs after auth.
         .route_layer(layer(state, |s| {
             let scope: Arc<str> = Arc::from(s.config.queue.admin_scope.as_str());
-            from_fn_with_state(scope, scope::require)
+            ServiceBuilder::new()
+                // 401 without a valid token.
+                .layer(auth_required(s))
+                // 403 without the scope.
+                .layer(from_fn_with_state(scope, scope::require))
         }))
-        // 401 without a valid token.
-        .route_layer(layer(state, auth_required))
 }
 
 /// `make(state)`; no layer at all when the routes are read for the [`document`] only.
 fn layer<L>(state: Option<&AppState>, make: impl FnOnce(&AppState) -> L) -> Either<L, Identity> {
     option_layer(state.map(make))
+}
+
+/// The per-client rate limit (SPEC §7), unless `RATE_LIMIT_ENABLED=false`: 429 and the
+/// RateLimit headers.
+fn rate_limit(state: &AppState) -> Option<RateLimitLayer> {
+    let cfg = &state.config.rate_limit;
+    cfg.enabled
+        .then(|| RateLimitLayer::new(state.limiter.clone(), cfg))
 }
 
 /// Too many requests in flight → 503 `OVERLOADED` (one set of permits for every `/api` route).
