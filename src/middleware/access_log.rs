@@ -69,3 +69,79 @@ impl Around for WriteAccessLog {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::convert::Infallible;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use http::HeaderValue;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    use super::*;
+    use crate::middleware::around::AroundLayer;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// One line per request, with the ids the outer layers chose, the status, and what a layer
+    /// further in reported through the `AccessLog` it found in the extensions.
+    #[tokio::test]
+    async fn one_line_with_the_outer_ids_and_the_inner_reports() {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+
+        let svc = ServiceBuilder::new()
+            .layer(AroundLayer::new(WriteAccessLog))
+            .service_fn(|req: Request| async move {
+                let log = req.extensions().get::<AccessLog>().unwrap();
+                log.user(&Arc::from("user-7"));
+                let mut res = Response::new(Body::empty());
+                *res.status_mut() = http::StatusCode::CREATED;
+                Ok::<_, Infallible>(res)
+            });
+        let mut req = Request::post("/x").body(Body::empty()).unwrap();
+        req.extensions_mut().insert(ClientAddr {
+            client: [203, 0, 113, 9].into(),
+            peer: [10, 0, 0, 1].into(),
+            trusted_peer: true,
+        });
+        req.extensions_mut()
+            .insert(RequestId(HeaderValue::from_static("req-1")));
+        req.extensions_mut().insert(TraceId([0xab; 16]));
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 201);
+
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        let line: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        let fields = &line["fields"];
+        assert_eq!(fields["status"], 201, "{line}");
+        assert_eq!(fields["method"], "POST");
+        assert_eq!(fields["route"], "unmatched");
+        assert_eq!(fields["client_ip"], "203.0.113.9");
+        assert_eq!(fields["request_id"], "req-1");
+        assert_eq!(fields["trace_id"], "ab".repeat(16));
+        assert_eq!(fields["user_id"], "user-7");
+    }
+}
