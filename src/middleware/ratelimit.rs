@@ -2,6 +2,7 @@
 //! the [`Limiter`] for a token and turns the verdict into a 429 or lets the request through,
 //! stamping the `RateLimit-Policy`, `RateLimit` and `X-RateLimit-*` headers on every response
 //! either way.
+use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -38,38 +39,55 @@ impl RateLimitLayer {
     }
 }
 
-/// The header values that never change, built once.
+/// The header values that never change, built once, and the small numbers the others are
+/// made of (remaining tokens, seconds to reset), so stamping a response allocates only the
+/// `RateLimit` value.
 struct PolicyHeaders {
     policy: HeaderValue,
     limit: HeaderValue,
+    numbers: Box<[HeaderValue]>,
 }
+
+/// Numbers kept ready at most (a burst above this formats the rest as it goes).
+const MAX_READY_NUMBERS: u64 = 4096;
 
 impl PolicyHeaders {
     fn new(cfg: &RateLimitConfig) -> Self {
         let window = (f64::from(cfg.burst) / cfg.rps).ceil().max(1.0) as u64;
         let policy = format!("\"default\";q={};w={window}", cfg.burst);
+        let ready = (u64::from(cfg.burst).max(window + 1)).min(MAX_READY_NUMBERS);
         PolicyHeaders {
             policy: HeaderValue::from_str(&policy)
                 .unwrap_or_else(|_| HeaderValue::from_static("\"default\"")),
             limit: HeaderValue::from(cfg.burst),
+            numbers: (0..=ready).map(HeaderValue::from).collect(),
         }
+    }
+
+    fn number(&self, n: u64) -> HeaderValue {
+        usize::try_from(n)
+            .ok()
+            .and_then(|i| self.numbers.get(i))
+            .cloned()
+            .unwrap_or_else(|| HeaderValue::from(n))
     }
 
     /// The rate-limit headers of SPEC §7, from one verdict.
     fn stamp(&self, headers: &mut HeaderMap, v: &Verdict) {
         let reset = secs_ceil(v.reset);
         headers.insert(RATELIMIT_POLICY.clone(), self.policy.clone());
-        if let Ok(value) =
-            HeaderValue::from_str(&format!("\"default\";r={};t={reset}", v.remaining))
-        {
-            headers.insert(RATELIMIT.clone(), value);
+        // `"default";r=<u64>;t=<u64>` fits in 64 bytes: written on the stack, copied once.
+        let mut buf = [0u8; 64];
+        let mut w = &mut buf[..];
+        if write!(w, "\"default\";r={};t={reset}", v.remaining).is_ok() {
+            let len = 64 - w.len();
+            if let Ok(value) = HeaderValue::from_bytes(&buf[..len]) {
+                headers.insert(RATELIMIT.clone(), value);
+            }
         }
         headers.insert(X_RATELIMIT_LIMIT.clone(), self.limit.clone());
-        headers.insert(
-            X_RATELIMIT_REMAINING.clone(),
-            HeaderValue::from(v.remaining),
-        );
-        headers.insert(X_RATELIMIT_RESET.clone(), HeaderValue::from(reset));
+        headers.insert(X_RATELIMIT_REMAINING.clone(), self.number(v.remaining));
+        headers.insert(X_RATELIMIT_RESET.clone(), self.number(reset));
     }
 }
 
@@ -168,6 +186,40 @@ mod tests {
         svc.oneshot(Request::new(axum::body::Body::empty()))
             .await
             .unwrap()
+    }
+
+    #[test]
+    fn numbers_past_the_ready_ones_are_formatted() {
+        let big = PolicyHeaders::new(&RateLimitConfig {
+            enabled: true,
+            rps: 100.0,
+            burst: 10_000,
+        });
+        assert_eq!(big.numbers.len(), MAX_READY_NUMBERS as usize + 1);
+        for n in [
+            0,
+            3,
+            MAX_READY_NUMBERS,
+            MAX_READY_NUMBERS + 1,
+            9_999,
+            u64::MAX,
+        ] {
+            assert_eq!(big.number(n), n.to_string().as_str());
+        }
+        let mut h = HeaderMap::new();
+        let v = Verdict {
+            allowed: true,
+            remaining: u64::MAX,
+            retry_after: std::time::Duration::ZERO,
+            reset: std::time::Duration::from_secs(u64::MAX),
+            tat: 0,
+        };
+        big.stamp(&mut h, &v);
+        // The longest value still fits the stack buffer.
+        assert_eq!(
+            h["ratelimit"],
+            format!("\"default\";r={};t={}", u64::MAX, u64::MAX).as_str()
+        );
     }
 
     #[tokio::test]
