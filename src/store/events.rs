@@ -8,6 +8,7 @@ use std::sync::LazyLock;
 use redis::Script;
 
 use super::queue::{PRELUDE, QueueSettings, event_invocation};
+use super::redis::ScriptCall;
 use super::{Store, StoreError};
 use crate::queue::EventTag;
 use crate::queue::events::{EventDefinition, EventFigures, EventPatch};
@@ -148,7 +149,9 @@ impl Store {
             Store::Memory(m) => Ok(m.queue.delete_definition(event_id)),
             Store::Redis(r) => {
                 let tag = EventTag::of(event_id);
-                let existed: i64 = r.eval(DELETE.key(tag.key_prefix()).arg(event_id)).await?;
+                let existed: i64 = r
+                    .eval(ScriptCall::new(&DELETE, &[tag.key_prefix()]).arg(event_id))
+                    .await?;
                 let _: i64 = r
                     .query(redis::cmd("SREM").arg(INDEX_KEY).arg(event_id))
                     .await?;

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use sha2::{Digest, Sha256};
 
+use super::redis::ScriptCall;
 use super::{Store, StoreError};
 
 /// Whose record it is. Another scope's identical key is another record (SPEC §6).
@@ -144,11 +145,8 @@ pub async fn acquire(
             .idempotency
             .acquire(key, fp, owner, in_flight_ttl, Instant::now()),
         Store::Redis(r) => {
-            let mut inv = ACQUIRE.prepare_invoke();
-            inv.key(key.as_str())
-                .arg(fp.to_hex())
-                .arg(&owner)
-                .arg(millis(in_flight_ttl));
+            let mut inv = ScriptCall::new(&ACQUIRE, &[key.as_str()]);
+            inv.arg(fp.to_hex()).arg(&owner).arg(millis(in_flight_ttl));
             // A timed-out call may still have run on the server. Retrying with the same owner
             // token is safe (the script treats our own in-flight record as acquired), so one
             // slow reply neither fails the write nor wedges the key until the in-flight TTL.
@@ -174,9 +172,8 @@ pub async fn complete(
             .idempotency
             .complete(lease, res.clone(), ttl, Instant::now())),
         Store::Redis(r) => {
-            let mut inv = COMPLETE.prepare_invoke();
-            inv.key(lease.key.as_str())
-                .arg(&lease.owner)
+            let mut inv = ScriptCall::new(&COMPLETE, &[lease.key.as_str()]);
+            inv.arg(&lease.owner)
                 .arg(res.status.as_u16())
                 .arg(res.content_type.as_ref().map_or(&b""[..], |v| v.as_bytes()))
                 .arg(res.body.as_ref())
@@ -211,8 +208,8 @@ pub async fn release(store: &Store, lease: &Lease) -> Result<bool, StoreError> {
     match store {
         Store::Memory(m) => Ok(m.idempotency.release(lease, Instant::now())),
         Store::Redis(r) => {
-            let mut inv = RELEASE.prepare_invoke();
-            inv.key(lease.key.as_str()).arg(&lease.owner);
+            let mut inv = ScriptCall::new(&RELEASE, &[lease.key.as_str()]);
+            inv.arg(&lease.owner);
             let done: i64 = match r.eval(&inv).await {
                 Err(StoreError::Timeout) => r.eval(&inv).await?,
                 other => other?,

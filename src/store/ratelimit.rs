@@ -9,10 +9,12 @@
 //! bucket is a TAT in the past, which is the same as no key at all: idle clients cost nothing.
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
+use super::redis::ScriptCall;
 use super::{RedisStore, Store, StoreError};
 
 /// The bucket's shape: one token every `interval_us`, at most `burst` stored.
@@ -82,7 +84,19 @@ pub fn decide(tat: u64, now: u64, p: Params) -> Verdict {
 /// The Redis key of a client's bucket. The client is the hash tag, so the key is Redis-Cluster
 /// safe (one key per script call in any case).
 pub fn key(client: IpAddr) -> String {
-    format!("rl:{{{client}}}")
+    String::from_utf8_lossy(key_bytes(client, &mut [0u8; KEY_BUF])).into_owned()
+}
+
+/// Room for `rl:{` + the longest IPv6 text (45 bytes) + `}`.
+const KEY_BUF: usize = 64;
+
+/// [`key`], written into `buf` (no allocation per request).
+fn key_bytes(client: IpAddr, buf: &mut [u8; KEY_BUF]) -> &[u8] {
+    let mut w = &mut buf[..];
+    // Cannot fail: the longest key is 51 bytes.
+    let _ = write!(w, "rl:{{{client}}}");
+    let len = KEY_BUF - w.len();
+    &buf[..len]
 }
 
 /// [`decide`] on the Redis server clock, so replicas with skewed clocks agree. TAT is kept as
@@ -103,9 +117,10 @@ pub async fn take(store: &Store, client: IpAddr, p: Params) -> Result<Verdict, S
 
 /// One EVALSHA: take a token from `client`'s shared bucket.
 async fn take_redis(redis: &RedisStore, client: IpAddr, p: Params) -> Result<Verdict, StoreError> {
-    let mut inv = REDIS_SCRIPT.key(key(client));
-    inv.arg(p.interval_us).arg(p.burst);
-    let reply: Vec<i64> = redis.eval(&inv).await?;
+    let mut buf = [0u8; KEY_BUF];
+    let mut call = ScriptCall::new(&REDIS_SCRIPT, &[key_bytes(client, &mut buf)]);
+    call.arg(p.interval_us).arg(p.burst);
+    let reply: Vec<i64> = redis.eval(&call).await?;
     let [allowed, remaining, retry_after, reset] = reply[..] else {
         return Err(StoreError::Protocol(format!(
             "rate-limit script returned {} values",
@@ -392,6 +407,11 @@ mod tests {
     fn keys_are_cluster_safe() {
         assert_eq!(key("192.0.2.1".parse().unwrap()), "rl:{192.0.2.1}");
         assert_eq!(key("2001:db8::".parse().unwrap()), "rl:{2001:db8::}");
+        // The longest address text still fits the buffer.
+        let long: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+            .parse()
+            .unwrap();
+        assert_eq!(key(long), format!("rl:{{{long}}}"));
     }
 }
 

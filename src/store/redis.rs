@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
-use redis::{FromRedisValue, IntoConnectionInfo, RedisError, ScriptInvocation};
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, IntoConnectionInfo, RedisError, RedisResult, Script,
+    ServerErrorKind, ToRedisArgs,
+};
 use tokio::sync::OnceCell;
 use tracing::Instrument;
 
@@ -20,6 +23,47 @@ use crate::telemetry::traces;
 /// Upper bound on one store call. A policy that cannot get an answer by then treats the store as
 /// down for this request (fallback or fail closed), so Redis trouble never stalls requests.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// One run of a policy script, `EVALSHA sha numkeys keys… args…`, written straight into the
+/// command's own buffer. (redis-rs's `ScriptInvocation` first collects keys and arguments in
+/// `Vec`s of their own, then copies them into the command on every call: five to ten
+/// allocations a call, and a stored idempotent answer's body copied twice.)
+pub struct ScriptCall<'s> {
+    script: &'s Script,
+    cmd: Cmd,
+}
+
+impl<'s> ScriptCall<'s> {
+    /// The call with its keys (`KEYS[1..]`); add the arguments (`ARGV[1..]`) with [`Self::arg`].
+    pub fn new<K: ToRedisArgs>(script: &'s Script, keys: &[K]) -> Self {
+        let mut cmd = Cmd::with_capacity(8, 256);
+        cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys.len());
+        for key in keys {
+            cmd.arg(key);
+        }
+        ScriptCall { script, cmd }
+    }
+
+    pub fn arg<T: ToRedisArgs>(&mut self, arg: T) -> &mut Self {
+        self.cmd.arg(arg);
+        self
+    }
+
+    /// EVALSHA; on NOSCRIPT (a restarted or flushed server, a new cluster node) the script is
+    /// loaded and the same command sent again.
+    async fn invoke<T: FromRedisValue>(
+        &self,
+        con: &mut impl redis::aio::ConnectionLike,
+    ) -> RedisResult<T> {
+        match self.cmd.query_async(con).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                self.script.load_async(con).await?;
+                self.cmd.query_async(con).await
+            }
+            other => other,
+        }
+    }
+}
 
 #[derive(Clone)]
 enum Conn {
@@ -95,14 +139,11 @@ impl RedisStore {
     }
 
     /// Runs a policy script: EVALSHA, falling back to loading it on NOSCRIPT.
-    pub async fn eval<T: FromRedisValue>(
-        &self,
-        inv: &ScriptInvocation<'_>,
-    ) -> Result<T, StoreError> {
+    pub async fn eval<T: FromRedisValue>(&self, call: &ScriptCall<'_>) -> Result<T, StoreError> {
         self.call("redis EVALSHA", "EVALSHA", |conn| async move {
             match conn {
-                Conn::Single(mut c) => inv.invoke_async(&mut c).await,
-                Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
+                Conn::Single(mut c) => call.invoke(&mut c).await,
+                Conn::Cluster(mut c) => call.invoke(&mut c).await,
             }
         })
         .await

@@ -537,6 +537,55 @@ async fn a_write_whose_answer_is_over_max_body_size_runs_once(b: Backend) {
     assert_eq!(app.reservation.count(), 1, "the reservation was made once");
 }
 
+/// Redis forgets its scripts (`SCRIPT FLUSH`, as a restart or a new cluster node does) while the
+/// gateway runs: the next calls get NOSCRIPT, load the script and run it, so the rate limit and
+/// exactly-once go on as before: a new key is forwarded once, an old key still replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flushed_script_cache_is_loaded_again() {
+    let app = spawn_app_with(AppOptions::new(Backend::Redis)).await;
+    let body = json!({"amount": 7, "currency": "EUR"});
+    let first = new_key();
+    let res = write(&app, INTENT, "user-1", &first, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers().contains_key("ratelimit"),
+        "limited through Redis"
+    );
+    let redis = app.redis.as_ref().unwrap();
+    assert_eq!(redis.cli(&["SCRIPT", "FLUSH"]).trim(), "OK");
+    let second = new_key();
+    let res = write(&app, INTENT, "user-1", &second, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(!replayed(&res));
+    let res = write(&app, INTENT, "user-1", &first, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        replayed(&res),
+        "the record of before the flush still replays"
+    );
+    assert_eq!(app.payment.count(), 2, "each key ran once");
+    // Every decision came from the store, none from the local fallback.
+    let text = app.metrics_text().await;
+    assert!(!text.contains("source=\"fallback\"} 1"), "{text}");
+    assert_eq!(
+        app.state
+            .metrics
+            .store_errors
+            .with_label_values(&["ratelimit"])
+            .get(),
+        0
+    );
+}
+
 /// Waits (up to 5 s) until the payment upstream has received `n` requests, then empties Redis.
 async fn flush_once_forwarded(app: &TestApp, n: usize) {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use gateway_api::Config;
 use gateway_api::store::RedisStore;
 use gateway_api::store::idempotency::{RecordKey, Scope};
+use gateway_api::store::redis::ScriptCall;
 use redis::Script;
 
 use crate::harness::{RedisCluster, Replicas, SERIAL};
@@ -34,9 +35,10 @@ fn counter() -> Script {
 
 async fn bump(store: &RedisStore, tag: &str) -> Result<i64, String> {
     let script = counter();
-    let mut inv = script.key(format!("{{{tag}}}:n"));
-    inv.key(format!("{{{tag}}}:last")).arg("x");
-    store.eval::<i64>(&inv).await.map_err(|e| e.to_string())
+    let keys = [format!("{{{tag}}}:n"), format!("{{{tag}}}:last")];
+    let mut call = ScriptCall::new(&script, &keys);
+    call.arg("x");
+    store.eval::<i64>(&call).await.map_err(|e| e.to_string())
 }
 
 async fn wait_store(store: &RedisStore, tag: &str, limit: Duration) {

@@ -8,6 +8,7 @@ use super::{QueueSettings, SWEEP_BUDGET};
 use crate::queue::EventTag;
 use crate::queue::adaptive::Health;
 use crate::queue::admission::heartbeat_bucket_ms;
+use crate::store::redis::ScriptCall;
 
 /// The call of an event script: KEYS[1] = the event's prefix; ARGV[1..5] = default rate,
 /// heartbeat TTL, bucket width, sweep budget, health observation. Callers add their own
@@ -16,8 +17,8 @@ pub(crate) fn event_invocation<'a>(
     script: &'a Script,
     tag: &EventTag,
     s: &QueueSettings,
-) -> redis::ScriptInvocation<'a> {
-    let mut inv = script.key(tag.key_prefix());
+) -> ScriptCall<'a> {
+    let mut inv = ScriptCall::new(script, &[tag.key_prefix()]);
     inv.arg(s.rate)
         .arg(s.heartbeat_ttl_ms)
         .arg(heartbeat_bucket_ms(s.heartbeat_ttl_ms))

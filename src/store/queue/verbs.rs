@@ -8,6 +8,7 @@ use super::{
 use crate::queue::events::EventState;
 use crate::queue::token::{decode_secret, encode_secret};
 use crate::queue::{EventTag, ReservationToken, WaitingToken};
+use crate::store::redis::ScriptCall;
 use crate::store::{Store, StoreError};
 
 impl Store {
@@ -212,7 +213,11 @@ impl Store {
             Store::Memory(m) => Ok(m.queue.claim(tag, token, caller, now_ms())),
             Store::Redis(r) => {
                 let out: String = r
-                    .eval(CLAIM.key(tag.key_prefix()).arg(token.as_str()).arg(caller))
+                    .eval(
+                        ScriptCall::new(&CLAIM, &[tag.key_prefix()])
+                            .arg(token.as_str())
+                            .arg(caller),
+                    )
                     .await?;
                 Ok(match out.as_str() {
                     "ok" => Claim::Claimed,
@@ -242,8 +247,7 @@ impl Store {
             Store::Redis(r) => {
                 let _: i64 = r
                     .eval(
-                        SETTLE
-                            .key(tag.key_prefix())
+                        ScriptCall::new(&SETTLE, &[tag.key_prefix()])
                             .arg(token.as_str())
                             .arg(caller)
                             .arg(if used { "1" } else { "0" }),
