@@ -74,8 +74,7 @@ impl Around for WriteAccessLog {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use std::convert::Infallible;
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     use axum::body::Body;
     use http::HeaderValue;
@@ -83,19 +82,7 @@ mod tests {
 
     use super::*;
     use crate::middleware::around::AroundLayer;
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::telemetry::log_buffer::tests::Shared as Captured;
 
     /// One line per request, with the ids the outer layers chose, the status, and what a layer
     /// further in reported through the `AccessLog` it found in the extensions.

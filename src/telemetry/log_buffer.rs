@@ -141,13 +141,13 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BufferWriter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    /// A writer the test can read back.
+    /// A writer the test can read back (the access-log layer's test uses it too).
     #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Shared(pub(crate) Arc<Mutex<Vec<u8>>>);
 
     impl Write for Shared {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
