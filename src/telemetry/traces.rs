@@ -33,7 +33,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::config::TelemetryConfig;
 use crate::headers::{TRACEPARENT, TRACESTATE};
-use crate::telemetry::trace_context::{TraceHeaders, parse_traceparent};
+use crate::telemetry::trace_context::{TraceHeaders, TraceId, parse_traceparent};
 
 /// Spans waiting for export; past this, new spans are dropped rather than queued.
 pub const MAX_QUEUED_SPANS: usize = 8192;
@@ -171,10 +171,11 @@ pub fn propagation_headers(
             return out;
         }
     }
+    let trace_hex = TraceId(trace_id).hex_bytes();
     let caller = incoming
         .get(&TRACEPARENT)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() == 55 && v.get(3..35).is_some_and(|t| t == hex::encode(trace_id)));
+        .filter(|v| v.len() == 55 && v.as_bytes().get(3..35) == Some(&trace_hex[..]));
     let flags = caller.and_then(|v| v.get(53..55)).unwrap_or("00");
     let span_id: [u8; 8] = loop {
         let id: [u8; 8] = rand::random();
@@ -182,13 +183,17 @@ pub fn propagation_headers(
             break id;
         }
     };
-    let traceparent = format!(
-        "00-{}-{}-{flags}",
-        hex::encode(trace_id),
-        hex::encode(span_id)
-    );
+    // `00-<trace id>-<span id>-<flags>`, written on the stack and copied once.
+    let mut tp = [0u8; 55];
+    tp[..3].copy_from_slice(b"00-");
+    tp[3..35].copy_from_slice(&trace_hex);
+    tp[35] = b'-';
+    // Cannot fail: 8 bytes are exactly 16 hex digits.
+    let _ = hex::encode_to_slice(span_id, &mut tp[36..52]);
+    tp[52] = b'-';
+    tp[53..55].copy_from_slice(flags.as_bytes());
     TraceHeaders {
-        traceparent: HeaderValue::from_str(&traceparent).ok(),
+        traceparent: HeaderValue::from_bytes(&tp).ok(),
         tracestate: caller.and(incoming.get(&TRACESTATE).cloned()),
     }
 }
@@ -220,6 +225,7 @@ impl Injector for HeaderInjector<'_> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use opentelemetry::Context;
     use opentelemetry::trace::{
         SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState,
@@ -240,6 +246,53 @@ mod tests {
             true,
             TraceState::default(),
         ))
+    }
+
+    /// Untraced, the upstream still gets a `traceparent` of the request's trace id and a fresh
+    /// span id; the caller's flags and `tracestate` only when it is the caller's trace.
+    #[test]
+    fn untraced_requests_propagate_the_request_trace() {
+        let trace = [0x4b; 16];
+        let hex_trace = "4b".repeat(16);
+        let own = propagation_headers(&tracing::Span::none(), trace, &HeaderMap::new());
+        let tp = own.traceparent.unwrap();
+        let tp = tp.to_str().unwrap();
+        assert_eq!(tp.len(), 55);
+        assert!(tp.starts_with(&format!("00-{hex_trace}-")), "{tp}");
+        assert!(tp.ends_with("-00"), "{tp}");
+        assert_ne!(&tp[36..52], "0000000000000000");
+        assert!(parse_traceparent(&HeaderValue::from_str(tp).unwrap()).is_some());
+        assert!(own.tracestate.is_none());
+
+        let mut incoming = HeaderMap::new();
+        incoming.insert(
+            &TRACEPARENT,
+            HeaderValue::from_str(&format!("00-{hex_trace}-00f067aa0ba902b7-01")).unwrap(),
+        );
+        incoming.insert(&TRACESTATE, HeaderValue::from_static("k=v"));
+        let continued = propagation_headers(&tracing::Span::none(), trace, &incoming);
+        let tp = continued.traceparent.unwrap();
+        assert!(tp.to_str().unwrap().ends_with("-01"), "{tp:?}");
+        assert_ne!(
+            &tp.to_str().unwrap()[36..52],
+            "00f067aa0ba902b7",
+            "a span id of ours"
+        );
+        assert_eq!(continued.tracestate.unwrap(), "k=v");
+
+        let other = propagation_headers(&tracing::Span::none(), [0x11; 16], &incoming);
+        assert!(
+            other
+                .traceparent
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .ends_with("-00")
+        );
+        assert!(
+            other.tracestate.is_none(),
+            "another trace's state is not passed on"
+        );
     }
 
     #[test]
