@@ -42,7 +42,7 @@ use crate::middleware::around::AroundLayer;
 use crate::middleware::auth::AuthLayer;
 use crate::middleware::common_headers::CommonHeaders;
 use crate::middleware::idempotency::IdempotencyLayer;
-use crate::middleware::overload::OverloadLayer;
+use crate::middleware::overload::{OverloadLayer, Shedding};
 use crate::middleware::ratelimit::RateLimitLayer;
 use crate::middleware::real_ip::RealIp;
 use crate::middleware::refusals::Refusals;
@@ -237,7 +237,7 @@ fn rate_limit(state: &AppState) -> Option<RateLimitLayer> {
 
 /// Too many requests in flight → 503 `OVERLOADED` (one set of permits for every `/api` route).
 fn shedding(state: &AppState) -> OverloadLayer {
-    OverloadLayer::new(state.in_flight.clone(), state.metrics.clone())
+    Shedding::layer(state.in_flight.clone(), state.metrics.clone())
 }
 
 fn auth_required(state: &AppState) -> AuthLayer {

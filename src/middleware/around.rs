@@ -1,5 +1,5 @@
 //! The shape of the small outer layers (`update_metrics`, `real_ip`, `request_id`, `access_log`,
-//! `common_headers`, `refusals`): a concern that looks at the request on the way in, may answer
+//! `common_headers`, `refusals`) and of overload shedding: a concern that looks at the request on the way in, may answer
 //! it at once, and looks at the response on the way out. [`AroundLayer`] turns one into a tower
 //! layer that neither boxes a future nor clones its inner service per request, so a concern
 //! costs a layer of its own without costing an allocation.

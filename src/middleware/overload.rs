@@ -5,111 +5,60 @@
 //!
 //! axum clones a route layer for every route, so the permits are one `Arc<Semaphore>` built once
 //! in `AppState` and handed to each copy: the limit is for the whole process, not per route.
-use std::future::Future;
-use std::pin::Pin;
+//!
+//! An [`Around`] concern: the permit is taken in `before` (never waited for), so an admitted
+//! request calls the ready inner service at once, neither cloned nor boxed.
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use pin_project_lite::pin_project;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tower::{Layer, Service};
 
 use crate::body::Holding;
 use crate::error::ApiError;
+use crate::middleware::around::{Around, AroundLayer};
 use crate::telemetry::Metrics;
 use crate::telemetry::access::AccessLog;
 
+/// The shedding layer the router puts on `/api` routes.
+pub type OverloadLayer = AroundLayer<Shedding>;
+
 #[derive(Clone)]
-pub struct OverloadLayer {
+pub struct Shedding {
     permits: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 }
 
-impl OverloadLayer {
-    pub fn new(permits: Arc<Semaphore>, metrics: Arc<Metrics>) -> Self {
-        OverloadLayer { permits, metrics }
+impl Shedding {
+    pub fn layer(permits: Arc<Semaphore>, metrics: Arc<Metrics>) -> OverloadLayer {
+        AroundLayer::new(Shedding { permits, metrics })
     }
 }
 
-impl<S> Layer<S> for OverloadLayer {
-    type Service = Overload<S>;
+impl Around for Shedding {
+    /// The permit of an admitted request; none for a shed one.
+    type State = Option<OwnedSemaphorePermit>;
 
-    fn layer(&self, inner: S) -> Overload<S> {
-        Overload {
-            inner,
-            permits: self.permits.clone(),
-            metrics: self.metrics.clone(),
+    fn before(&self, req: &mut Request) -> (Self::State, Option<Response>) {
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => (Some(permit), None),
+            Err(_) => {
+                self.metrics.overload_shed.inc();
+                if let Some(log) = req.extensions().get::<AccessLog>() {
+                    log.rate_limit("overloaded");
+                }
+                (None, Some(ApiError::Overloaded.into_response()))
+            }
         }
     }
-}
 
-#[derive(Clone)]
-pub struct Overload<S> {
-    inner: S,
-    permits: Arc<Semaphore>,
-    metrics: Arc<Metrics>,
-}
-
-impl<S> Service<Request> for Overload<S>
-where
-    S: Service<Request, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = OverloadFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            self.metrics.overload_shed.inc();
-            if let Some(log) = req.extensions().get::<AccessLog>() {
-                log.rate_limit("overloaded");
-            }
-            return OverloadFuture::Shed {
-                res: Some(ApiError::Overloaded.into_response()),
-            };
-        };
-        // No await before the call: the service made ready by `poll_ready` is called at once,
-        // neither cloned nor boxed.
-        OverloadFuture::Admitted {
-            future: self.inner.call(req),
-            permit: Some(permit),
-        }
-    }
-}
-
-pin_project! {
-    #[project = OverloadProj]
-    pub enum OverloadFuture<F> {
-        Shed { res: Option<Response> },
-        Admitted { #[pin] future: F, permit: Option<OwnedSemaphorePermit> },
-    }
-}
-
-impl<F, E> Future for OverloadFuture<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            OverloadProj::Shed { res } => Poll::Ready(Ok(res.take().unwrap_or_default())),
-            OverloadProj::Admitted { future, permit } => {
-                let res = ready!(future.poll(cx))?;
-                // The permit is held until the response body is done (or dropped), so a slow
-                // streaming answer still counts as in flight.
-                Poll::Ready(Ok(match permit.take() {
-                    Some(permit) => res.map(|body| Body::new(Holding::new(body, permit))),
-                    None => res,
-                }))
-            }
+    fn after(permit: Self::State, res: &mut Response) {
+        // The permit is held until the response body is done (or dropped), so a slow streaming
+        // answer still counts as in flight.
+        if let Some(permit) = permit {
+            let body = std::mem::take(res.body_mut());
+            *res.body_mut() = Body::new(Holding::new(body, permit));
         }
     }
 }
@@ -126,7 +75,7 @@ mod tests {
     async fn the_request_over_the_limit_is_shed_at_once() {
         let metrics = Arc::new(Metrics::new().unwrap());
         let permits = Arc::new(Semaphore::new(2));
-        let layer = OverloadLayer::new(permits.clone(), metrics.clone());
+        let layer = Shedding::layer(permits.clone(), metrics.clone());
         let slow = ServiceBuilder::new()
             .layer(layer.clone())
             .service_fn(|_req: Request| async {
