@@ -574,8 +574,12 @@ async fn a_flushed_script_cache_is_loaded_again() {
     );
     assert_eq!(app.payment.count(), 2, "each key ran once");
     // Every decision came from the store, none from the local fallback.
-    let text = app.metrics_text().await;
-    assert!(!text.contains("source=\"fallback\"} 1"), "{text}");
+    let decisions = &app.state.metrics.ratelimit_decisions;
+    assert_eq!(decisions.with_label_values(&["allowed", "store"]).get(), 3);
+    assert_eq!(
+        decisions.with_label_values(&["allowed", "fallback"]).get(),
+        0
+    );
     assert_eq!(
         app.state
             .metrics
