@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::helpers::{AppOptions, Backend, TestApp, assert_error, json, spawn_app_with};
+use crate::helpers::{
+    AppOptions, Backend, TestApp, assert_error, assert_uniform_shuffle, json, spawn_app_with,
+};
 use crate::store_contract;
 
 const ADMIN: &str = "/admin/v1/events";
@@ -444,11 +446,27 @@ async fn a_rate_change_takes_effect_within_a_second(b: Backend) {
     }
 }
 
-/// Spearman's rank correlation of two permutations of 1..=n.
-fn spearman(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len() as f64;
-    let d2: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
-    1.0 - 6.0 * d2 / (n * (n * n - 1.0))
+/// The shuffle check itself: FIFO, reversed and a half-sorted order fail it, a permutation drawn
+/// by a seeded shuffle passes, and a repeated place is not a permutation.
+#[test]
+fn the_shuffle_check_refuses_orders_by_arrival() {
+    use rand::seq::SliceRandom;
+    let n = 1000u64;
+    let fifo: Vec<u64> = (1..=n).collect();
+    let reversed: Vec<u64> = (1..=n).rev().collect();
+    let mut half = fifo.clone();
+    half[..500].shuffle(&mut rand::rng());
+    for order in [fifo.clone(), reversed, half] {
+        let r = std::panic::catch_unwind(|| assert_uniform_shuffle(&order));
+        assert!(r.is_err(), "passed an order by arrival");
+    }
+    let mut dup = fifo.clone();
+    dup[0] = 2;
+    dup.shuffle(&mut rand::rng());
+    assert!(std::panic::catch_unwind(|| assert_uniform_shuffle(&dup)).is_err());
+    let mut shuffled = fifo;
+    shuffled.shuffle(&mut rand::rng());
+    assert!(assert_uniform_shuffle(&shuffled).abs() < 0.158);
 }
 
 async fn prequeue_opens_in_a_uniformly_random_order_then_fifo(b: Backend) {
@@ -507,20 +525,8 @@ async fn prequeue_opens_in_a_uniformly_random_order_then_fifo(b: Backend) {
         .collect()
         .await;
     by_join.sort();
-    let mut positions: Vec<u64> = by_join.iter().map(|(_, p)| *p).collect();
-    let join_rank: Vec<f64> = (1..=n).map(|i| i as f64).collect();
-    let admit_rank: Vec<f64> = positions.iter().map(|p| *p as f64).collect();
-    let rho = spearman(&join_rank, &admit_rank);
-    positions.sort();
-    assert_eq!(
-        positions,
-        (1..=n as u64).collect::<Vec<_>>(),
-        "a permutation"
-    );
-    // Under a uniform shuffle rho ~ N(0, 1/(n-1)): |rho| < 3.29/sqrt(999) = 0.104 with
-    // probability 0.999. FIFO gives rho = 1, any order by arrival speed gives rho near 1.
-    eprintln!("prequeue of {n}: Spearman rho between join and admission order = {rho:.4}");
-    assert!(rho.abs() < 0.105, "not a uniform shuffle: rho = {rho}");
+    let positions: Vec<u64> = by_join.iter().map(|(_, p)| *p).collect();
+    assert_uniform_shuffle(&positions);
     for (i, t) in late.iter().enumerate() {
         assert_eq!(status(app, t).await["position"], (n + i + 1) as u64);
     }
