@@ -5,7 +5,7 @@ use axum::extract::Request;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue};
 
-use crate::headers::X_REQUEST_ID;
+use crate::headers::{X_REQUEST_ID, shared_value};
 use crate::middleware::around::Around;
 
 /// The id of a request, as sent upstream and answered in `X-Request-ID`.
@@ -32,7 +32,7 @@ pub fn valid_request_id(headers: &HeaderMap) -> Option<HeaderValue> {
 fn new_request_id() -> HeaderValue {
     let mut buf = uuid::Uuid::encode_buffer();
     let s = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    shared_value(s.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 #[derive(Clone, Copy)]

@@ -32,7 +32,7 @@ use opentelemetry_sdk::trace::{
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::config::TelemetryConfig;
-use crate::headers::{TRACEPARENT, TRACESTATE};
+use crate::headers::{TRACEPARENT, TRACESTATE, shared_value};
 use crate::telemetry::trace_context::{TraceHeaders, TraceId, parse_traceparent};
 
 /// Spans waiting for export; past this, new spans are dropped rather than queued.
@@ -193,7 +193,7 @@ pub fn propagation_headers(
     tp[52] = b'-';
     tp[53..55].copy_from_slice(flags.as_bytes());
     TraceHeaders {
-        traceparent: HeaderValue::from_bytes(&tp).ok(),
+        traceparent: shared_value(&tp).ok(),
         tracestate: caller.and(incoming.get(&TRACESTATE).cloned()),
     }
 }

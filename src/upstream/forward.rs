@@ -5,13 +5,14 @@
 //! `X-Request-ID`, `traceparent`/`tracestate`, `X-Forwarded-For` and `X-Forwarded-Proto`. A
 //! client can therefore never smuggle an identity or an internal header through. Back towards
 //! the client every end-to-end header of the upstream passes, hop-by-hop ones never do.
-use std::fmt::Write as _;
+use std::io;
 use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use crate::headers::{
     TRACEPARENT, TRACESTATE, X_FORWARDED_FOR, X_FORWARDED_PROTO, X_REQUEST_ID, X_USER_ID,
+    shared_value,
 };
 pub use crate::telemetry::trace_context::TraceHeaders;
 
@@ -54,7 +55,7 @@ pub fn upstream_headers(
             out.append(name.clone(), v.clone());
         }
     }
-    if let Some(user) = user_id.and_then(|u| HeaderValue::from_str(u).ok()) {
+    if let Some(user) = user_id.and_then(|u| shared_value(u.as_bytes()).ok()) {
         out.insert(X_USER_ID.clone(), user);
     }
     out.insert(X_REQUEST_ID.clone(), request_id.clone());
@@ -82,24 +83,35 @@ pub fn upstream_headers(
 
 /// The incoming `X-Forwarded-For` with the socket peer appended.
 fn forwarded_for(incoming: &HeaderMap, peer: IpAddr) -> HeaderValue {
-    let mut list = String::new();
+    // Written on the stack (a few hops fit); a longer list goes through a `Vec`.
+    let mut stack = [0u8; 256];
+    let mut cursor = io::Cursor::new(&mut stack[..]);
+    let value = if write_forwarded_for(&mut cursor, incoming, peer).is_ok() {
+        let len = cursor.position() as usize;
+        shared_value(&stack[..len])
+    } else {
+        let mut list = Vec::new();
+        let _ = write_forwarded_for(&mut list, incoming, peer);
+        HeaderValue::from_bytes(&list)
+    };
+    value.unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+fn write_forwarded_for(
+    out: &mut impl io::Write,
+    incoming: &HeaderMap,
+    peer: IpAddr,
+) -> io::Result<()> {
     for v in incoming.get_all(&X_FORWARDED_FOR) {
         if let Ok(s) = v.to_str() {
             let s = s.trim();
             if !s.is_empty() {
-                if !list.is_empty() {
-                    list.push_str(", ");
-                }
-                list.push_str(s);
+                out.write_all(s.as_bytes())?;
+                out.write_all(b", ")?;
             }
         }
     }
-    if !list.is_empty() {
-        list.push_str(", ");
-    }
-    // Written into the list itself: no String of its own per request.
-    let _ = write!(list, "{peer}");
-    HeaderValue::from_str(&list).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    write!(out, "{peer}")
 }
 
 /// Keeps only the upstream's end-to-end response headers, in place (status and body pass
@@ -185,6 +197,40 @@ mod tests {
         assert_eq!(out["x-forwarded-proto"], "https");
         let out = upstream_headers(&h, &ctx().0, ctx().1, None, &TraceHeaders::default(), false);
         assert_eq!(out["x-forwarded-proto"], "http");
+    }
+
+    /// Lists on several lines, blank lines, and lists too long for the stack buffer (the
+    /// fallback path) all come out as one list with the peer last.
+    #[test]
+    fn forwarded_for_of_any_length_ends_with_the_peer() {
+        let (id, peer) = ctx();
+        for hops in [1usize, 2, 17, 18, 40, 200] {
+            let list: Vec<String> = (0..hops)
+                .map(|i| format!("10.0.{}.{}", i / 256, i % 256))
+                .collect();
+            let mut h = HeaderMap::new();
+            let (a, b) = list.split_at(hops / 2);
+            h.append(
+                "x-forwarded-for",
+                HeaderValue::from_str(&a.join(",")).unwrap(),
+            );
+            h.append("x-forwarded-for", HeaderValue::from_static("  "));
+            h.append(
+                "x-forwarded-for",
+                HeaderValue::from_str(&b.join(", ")).unwrap(),
+            );
+            let out = upstream_headers(&h, &id, peer, None, &TraceHeaders::default(), true);
+            let mut want: Vec<String> = [a.join(","), b.join(", ")]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect();
+            want.push(peer.to_string());
+            assert_eq!(
+                out["x-forwarded-for"],
+                want.join(", ").as_str(),
+                "{hops} hops"
+            );
+        }
     }
 
     #[test]
