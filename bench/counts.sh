@@ -39,7 +39,7 @@ else
   echo "building the counting gateway, then the served one…" >&2
   cargo build --release --bin gateway --features dhat-heap -q
   cp target/release/gateway "$WORK/gateway-dhat"
-  cargo build --release --bins -q
+  cargo build --release --bins --example otlp_sink -q
   GATEWAY="$BIN/gateway"
 fi
 start_backends "$BIN"

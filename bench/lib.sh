@@ -17,11 +17,22 @@ wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICKS_PER_SEC=$(getconf CLK_TCK)
 
-# Starts the fixed upstream on $UP and redis-server on $RP (both on $SERVER_CPU), and a JWKS
-# server on $JP; sets TOKEN to a bearer token it verifies. $1: the directory of mock-upstream.
+# Starts the fixed upstream on $UP and redis-server on $RP (both on $SERVER_CPU), a JWKS server
+# on $JP, and a collector for the sampled spans (examples/otlp_sink, on $SERVER_CPU; sets OTLP);
+# sets TOKEN to a bearer token it verifies. $1: the directory of mock-upstream and examples/.
+# BENCH_COLLECTOR=closed points the gateways at a closed port instead (a collector outage: each
+# batch is then tried twice, cloned and encoded each time).
 start_backends() {
   local bin=$1
   UP=$(free_port); RP=$(free_port); JP=$(free_port)
+  if [ "${BENCH_COLLECTOR:-sink}" = closed ]; then
+    OTLP="http://127.0.0.1:9"
+  else
+    local op; op=$(free_port)
+    taskset -c "$SERVER_CPU" "$bin/examples/otlp_sink" "127.0.0.1:$op" >"$OUT/otlp-sink.out" & PIDS+=($!)
+    wait_port "$op"
+    OTLP="http://127.0.0.1:$op"
+  fi
   # Started directly (not through a function) so that $! is the server itself and cleanup kills it.
   taskset -c "$SERVER_CPU" "$bin/mock-upstream" --role fixed --port "$UP" >/dev/null & PIDS+=($!)
   taskset -c "$SERVER_CPU" redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" >/dev/null & PIDS+=($!)
@@ -56,7 +67,7 @@ start_gateway() {
     UPSTREAM_RESERVATION_BASE="http://127.0.0.1:$UP" UPSTREAM_PAYMENT_BASE="http://127.0.0.1:$UP" \
     UPSTREAM_RESERVATION_MAX_CONCURRENCY=4096 \
     JWT_ISSUER=bench-issuer JWT_AUDIENCE=gateway JWT_JWKS_URL="http://127.0.0.1:$JP/jwks.json" \
-    TRACE_SAMPLING=0.1 OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9" LOG_LEVEL=info \
+    TRACE_SAMPLING=0.1 OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP" LOG_LEVEL=info \
     RATE_LIMIT_RPS=10000000 RATE_LIMIT_BURST=10000000 QUEUE_ADMISSION_RPS=100 \
     QUEUE_HEARTBEAT_TTL_SECONDS=3600 MAX_IN_FLIGHT=100000 "$@" \
     taskset -c "$SERVER_CPU" "$bin" >/dev/null 2>"$OUT/gateway-$port.err" &

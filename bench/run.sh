@@ -40,7 +40,7 @@ fi
 
 PROFILE=${BENCH_PROFILE:-release}   # `debug` only to smoke-test this script
 echo "building $PROFILE binaries…" >&2
-if [ "$PROFILE" = release ]; then cargo build --release --bins --example passthrough -q; else cargo build --bins --example passthrough -q; fi
+if [ "$PROFILE" = release ]; then cargo build --release --bins --example passthrough --example otlp_sink -q; else cargo build --bins --example passthrough --example otlp_sink -q; fi
 BIN="$ROOT/target/$PROFILE"
 
 # shellcheck source=bench/lib.sh
