@@ -22,8 +22,7 @@ cargo fmt --all -- --check
 python3 scripts/import_cycles.py
 cargo clippy --all-targets -- -D warnings
 # The memory-churn test pushes 200,000 requests through a gateway process and measures its RSS:
-# it runs alone, first, so it neither slows nor is disturbed by the rest. (Run after the whole
-# suite it has retained up to 28 MiB more; cause not found yet, see README "memory".)
+# it runs alone, first, so it neither slows nor is disturbed by the rest (README "memory").
 cargo test --test api --no-fail-fast -- --exact outages::a_churned_memory_store_returns_to_its_baseline --nocapture
 cargo test --lib --bins --tests --examples --no-fail-fast -- --skip outages::a_churned_memory_store
 # Criterion benches in test mode (each runs once; their CLI takes no libtest flags).
