@@ -6,9 +6,9 @@
 #   bench/ab.sh OLD_GATEWAY NEW_GATEWAY        (defaults: BENCH_ROUNDS=3 BENCH_DURATION=8)
 #
 # Pinned like run.sh: load on CPU 1; upstream, redis, every proxy on CPU 0. Needs the release
-# binaries of mock-upstream, examples/passthrough and examples/otlp_sink in target/release (or BENCH_BIN). Rounds
-# run every target in turn (direct, nginx, floors, A, B; then the POSTs; then the paced GETs),
-# so drift hits all alike. Writes bench/out-ab/ab.md.
+# binaries of mock-upstream, examples/passthrough and examples/otlp_sink in target/release (or
+# BENCH_BIN). Rounds run every target in turn (direct, nginx, floors, A, B; then the POSTs;
+# then the paced GETs), so drift hits all alike. Writes bench/out-ab/ab.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
