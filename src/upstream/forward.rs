@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use crate::headers::{
-    TRACEPARENT, TRACESTATE, X_FORWARDED_FOR, X_FORWARDED_PROTO, X_REQUEST_ID, X_USER_ID,
+    INLINE, TRACEPARENT, TRACESTATE, X_FORWARDED_FOR, X_FORWARDED_PROTO, X_REQUEST_ID, X_USER_ID,
     shared_value,
 };
 pub use crate::telemetry::trace_context::TraceHeaders;
@@ -83,8 +83,9 @@ pub fn upstream_headers(
 
 /// The incoming `X-Forwarded-For` with the socket peer appended.
 fn forwarded_for(incoming: &HeaderMap, peer: IpAddr) -> HeaderValue {
-    // Written on the stack (a few hops fit); a longer list goes through a `Vec`.
-    let mut stack = [0u8; 256];
+    // Written on the stack when it fits in a shared value's inline bytes (a few hops), else
+    // through a `Vec`.
+    let mut stack = [0u8; INLINE];
     let mut cursor = io::Cursor::new(&mut stack[..]);
     let value = if write_forwarded_for(&mut cursor, incoming, peer).is_ok() {
         let len = cursor.position() as usize;
@@ -92,7 +93,7 @@ fn forwarded_for(incoming: &HeaderMap, peer: IpAddr) -> HeaderValue {
     } else {
         let mut list = Vec::new();
         let _ = write_forwarded_for(&mut list, incoming, peer);
-        HeaderValue::from_bytes(&list)
+        shared_value(&list)
     };
     value.unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
@@ -199,12 +200,14 @@ mod tests {
         assert_eq!(out["x-forwarded-proto"], "http");
     }
 
-    /// Lists on several lines, blank lines, and lists too long for the stack buffer (the
-    /// fallback path) all come out as one list with the peer last.
+    /// Lists on several lines, blank lines, and lists of every length from one hop to past
+    /// the stack buffer (`INLINE` bytes: the fallback path) all come out as one list with the
+    /// peer last.
     #[test]
     fn forwarded_for_of_any_length_ends_with_the_peer() {
         let (id, peer) = ctx();
-        for hops in [1usize, 2, 17, 18, 40, 200] {
+        let mut lengths = Vec::new();
+        for hops in (1usize..=40).chain([200]) {
             let list: Vec<String> = (0..hops)
                 .map(|i| format!("10.0.{}.{}", i / 256, i % 256))
                 .collect();
@@ -230,7 +233,11 @@ mod tests {
                 want.join(", ").as_str(),
                 "{hops} hops"
             );
+            lengths.push(out["x-forwarded-for"].len());
         }
+        // Both paths were taken, and the boundary itself.
+        assert!(lengths.iter().any(|&l| l <= INLINE));
+        assert!(lengths.iter().any(|&l| l > INLINE));
     }
 
     #[test]
